@@ -1,0 +1,32 @@
+"""taskderain: vision-task-driven image deraining.
+
+Data flows one way: ``data -> rain -> models (derainers) -> stages (detector, segmenter)
+-> losses / metrics -> train / eval -> cli``. Importing the package is cheap: submodules
+load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_derainer": "taskderain.models",
+    "list_derainers": "taskderain.models",
+    "load_derainer": "taskderain.models",
+    "save_derainer": "taskderain.models",
+    "derain_tensor": "taskderain.inference",
+    "PairedRainDataset": "taskderain.data",
+    "psnr": "taskderain.metrics",
+    "ssim": "taskderain.metrics",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'taskderain' has no attribute {name!r}")

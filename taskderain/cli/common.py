@@ -1,0 +1,86 @@
+"""Argument groups and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+from ..imageio import IMAGE_SUFFIXES, is_image_file
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2, no traceback."""
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """--model/--weights/--device/--half/--tile/--overlap."""
+    parser.add_argument("--model", required=True, help="derainer preset (see `taskderain models`)")
+    parser.add_argument("--weights", help="checkpoint or state_dict file for the derainer")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or 1 (default: cuda if available)")
+    parser.add_argument("--half", action="store_true", help="autocast: bf16 on CPU, fp16 on CUDA")
+    parser.add_argument("--tile", type=int, default=None, help="derain in tiles of N px (bounded memory)")
+    parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+
+
+def load_model(args: argparse.Namespace) -> tuple:
+    """(model on its device, autocast dtype or None) from the parsed model arguments."""
+    from ..inference import half_dtype, resolve_device
+    from ..models import create_derainer
+
+    device = resolve_device(args.device)
+    model = create_derainer(args.model, weights=args.weights)
+    if args.weights is None and any(True for _ in model.parameters()):
+        print(f"warning: no --weights given, so {args.model!r} has random weights and its output "
+              "is meaningless; pass --weights FILE", file=sys.stderr)
+    dtype = half_dtype(device) if args.half else None
+    return model.to(device).eval(), dtype
+
+
+def expand_sources(sources: List[str]) -> List[Path]:
+    """Image files named by ``sources``: files, folders (their images, sorted) and globs.
+
+    Raises:
+        FileNotFoundError: a source matches nothing (names it).
+        ValueError: a file is not an image, or a folder holds none.
+    """
+    files: List[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+            if not found:
+                raise ValueError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.is_file():
+            if not is_image_file(path):
+                raise ValueError(f"not an image file (suffix {path.suffix!r}): {path}")
+            files.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(source, recursive=True) if is_image_file(m))
+            if not matches:
+                raise FileNotFoundError(f"no such image, folder or glob match: {source}")
+            files.extend(matches)
+    return list(dict.fromkeys(files))
+
+
+def ensure_writable_dir(path: Path) -> Path:
+    """Create ``path`` if needed and check that files can be written there, before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise NotADirectoryError(f"output folder {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def autotile(height: int, width: int, tile: Optional[int], max_pixels: int) -> Optional[int]:
+    """The tile size to use: the user's, or 512 when the image exceeds ``max_pixels``."""
+    if tile is not None:
+        return tile if tile > 0 else None
+    return 512 if height * width > max_pixels else None
+
