@@ -19,6 +19,10 @@ _LAZY = {
     "save_derainer": "taskderain.models",
     "derain_tensor": "taskderain.inference",
     "PairedRainDataset": "taskderain.data",
+    "add_rain": "taskderain.rain",
+    "rain_params": "taskderain.rain",
+    "Rain": "taskderain.rain",
+    "Rainy": "taskderain.rain",
     "psnr": "taskderain.metrics",
     "ssim": "taskderain.metrics",
 }

@@ -10,7 +10,7 @@ from typing import List, Optional
 from .. import __version__
 from .common import CLIError
 
-_COMMANDS = ("derain", "eval_derain", "models")
+_COMMANDS = ("derain", "eval_derain", "synth", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

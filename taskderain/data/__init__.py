@@ -1,4 +1,5 @@
-"""Datasets and paired transforms: rainy/clean pairs in the published folder layouts."""
+"""Datasets: rainy/clean pairs in the published layouts, detection (YOLO, COCO-json) and mask
+segmentation sets, letterboxing and the ultralytics-style collate."""
 
 from taskderain.data.augment import (
     NUM_DIHEDRAL,
@@ -11,9 +12,22 @@ from taskderain.data.augment import (
     paired_random_crop,
     paired_random_dihedral,
 )
+from taskderain.data.batching import Letterbox, collate_batch
+from taskderain.data.detection import CocoDetectionDataset, YoloDetectionDataset, load_data_yaml
+from taskderain.data.labels import LabelError, LabelReport
 from taskderain.data.paired import LAYOUTS, Layout, Pair, PairedRainDataset, find_pairs, match_pairs, natural_key
+from taskderain.data.segmentation import MaskSegmentationDataset, class_map_from_yaml
 
 __all__ = [
+    "CocoDetectionDataset",
+    "LabelError",
+    "LabelReport",
+    "Letterbox",
+    "MaskSegmentationDataset",
+    "YoloDetectionDataset",
+    "class_map_from_yaml",
+    "collate_batch",
+    "load_data_yaml",
     "LAYOUTS",
     "NUM_DIHEDRAL",
     "Layout",

@@ -1,0 +1,152 @@
+"""``taskderain synth SOURCE --preset heavy --seed 0 --out DIR``: rainy copies of images and datasets.
+
+SOURCE is an image folder, an ultralytics data YAML (a complete rainy copy: images, the labels
+untouched, and a data YAML that ``yolo val data=...`` accepts), or an image folder with
+``--masks DIR`` (a mask segmentation set: masks copied untouched). Rainy images are PNG (lossless,
+so the rain is exactly the synthesised one) named after the source stems. Every file is written
+atomically; re-running skips finished files, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .common import CLIError, ensure_writable_dir
+
+MANIFEST = "taskderain-synth.json"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("synth", help="make rainy copies of images or datasets (YOLO YAML, masks)",
+                            description=__doc__.split("\n\n")[1])
+    parser.add_argument("source", type=Path, metavar="SOURCE", help="image folder or ultralytics data YAML")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--preset", default=None, help="light, medium, heavy or storm (default heavy)")
+    parser.add_argument("--intensity", type=float, default=None, help="continuous rain intensity in [0, 1]")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (per-image rain = f(stem, seed))")
+    parser.add_argument("--masks", type=Path, default=None, help="mask folder: SOURCE is then a segmentation set")
+    parser.add_argument("--overwrite", action="store_true", help="redo files that already exist")
+    parser.set_defaults(run=run)
+
+
+def _plan_folder(images: List[Path], out_images: Path) -> List[Tuple[Path, Path]]:
+    return [(p, out_images / f"{p.stem}.png") for p in images]
+
+
+def _plan_yaml(source: Path, out: Path) -> Tuple[List[Tuple[Path, Path]], List[Tuple[Path, Path]], Dict]:
+    """(image jobs, label copies, new YAML dict) for an ultralytics data YAML."""
+    from ..data.detection import list_split_images, load_data_yaml
+    from ..data.labels import label_path_for
+
+    data = load_data_yaml(source)
+    root: Path = data["path"]
+    jobs: Dict[Path, Path] = {}
+    splits: Dict[str, List[str]] = {}
+    for split in ("train", "val", "test"):
+        if split not in data:
+            continue
+        rels = []
+        for entry in data[split]:
+            rel = entry.relative_to(root) if entry.is_relative_to(root) else Path("images") / split
+            if entry.suffix == ".txt":
+                raise CLIError(f"{source}: split {split!r} is a file list ({entry}); synth copies folder splits only")
+            rels.append(rel.as_posix())
+            for image in list_split_images([entry], f"{source} [{split}]"):
+                jobs.setdefault(image, out / rel / image.relative_to(entry).with_suffix(".png"))
+        splits[split] = rels if len(rels) > 1 else rels[0]
+    labels = []
+    for image, target in jobs.items():
+        label = label_path_for(image)
+        if label.exists():
+            labels.append((label, label_path_for(target)))
+    new_yaml = {"path": str(out.resolve()), **splits, "names": data["names"]}
+    return list(jobs.items()), labels, new_yaml
+
+
+def _check_manifest(out: Path, manifest: Dict, overwrite: bool) -> None:
+    path = out / MANIFEST
+    if path.exists() and not overwrite:
+        old = json.loads(path.read_text())
+        if {k: old.get(k) for k in ("params", "seed")} != {k: manifest[k] for k in ("params", "seed")}:
+            raise CLIError(f"{out} already holds rain made with other settings ({path}: seed {old.get('seed')}, "
+                           f"{old.get('preset') or old.get('intensity')}); use another --out or --overwrite")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import yaml
+    from tqdm import tqdm
+
+    from ..imageio import ImageReadError, is_image_file, read_rgb, write_bytes_atomic, write_rgb
+    from ..rain import add_rain, image_seed, rain_params
+
+    preset = args.preset or (None if args.intensity is not None else "heavy")
+    params = rain_params(preset, args.intensity)
+    source, out = args.source, args.out
+    if not source.exists():
+        raise FileNotFoundError(f"no such folder or data YAML: {source}")
+    copies: List[Tuple[Path, Path]] = []
+    new_yaml: Optional[Dict] = None
+    if source.is_file() and source.suffix in (".yaml", ".yml"):
+        jobs, copies, new_yaml = _plan_yaml(source, out)
+    elif source.is_dir():
+        images = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
+        if not images:
+            raise ValueError(f"folder {source} holds no images")
+        jobs = _plan_folder(images, out / "images" if args.masks else out)
+        if args.masks:
+            if not args.masks.is_dir():
+                raise FileNotFoundError(f"mask folder not found: {args.masks}")
+            masks = {p.stem: p for p in args.masks.iterdir() if p.is_file() and is_image_file(p)}
+            copies = [(masks[p.stem], out / "masks" / masks[p.stem].name) for p in images if p.stem in masks]
+    else:
+        raise ValueError(f"SOURCE must be an image folder or a data YAML (.yaml): {source}")
+    ensure_writable_dir(out)
+    manifest = {"source": str(source.resolve()), "preset": preset, "intensity": args.intensity, "seed": args.seed,
+                "params": dataclasses.asdict(params), "per_image_seed": "image_seed(file stem, seed)"}
+    _check_manifest(out, manifest, args.overwrite)
+    for stale in out.rglob(".*.part"):  # temporary files of a run killed mid-write
+        stale.unlink()
+    write_bytes_atomic(out / MANIFEST, json.dumps(manifest, indent=2).encode())
+
+    failures, made, kept = [], 0, 0
+    mask_sizes = {}
+    for image_path, target in tqdm(jobs, desc=f"synth {preset or f'intensity {args.intensity}'}", unit="img"):
+        if target.exists() and not args.overwrite:
+            kept += 1
+            continue
+        try:
+            clean = read_rgb(image_path)
+        except (ImageReadError, FileNotFoundError) as exc:
+            failures.append(str(exc))
+            continue
+        mask_sizes[image_path.stem] = clean.shape[:2]
+        rainy, _ = add_rain(clean, params, image_seed(image_path.stem, args.seed))
+        write_rgb(target, rainy)
+        made += 1
+    for src, dst in copies:
+        if args.masks is not None:
+            from ..data.segmentation import read_mask
+
+            shape = mask_sizes.get(src.stem)
+            if shape is not None and read_mask(src).shape != shape:
+                failures.append(f"mask {src} is not the size of its image ({shape[1]}x{shape[0]}); not copied")
+                continue
+        if args.overwrite or not dst.exists():
+            write_bytes_atomic(dst, src.read_bytes())
+    if new_yaml is not None:
+        yaml_path = out / f"{source.stem}-rain-{preset or f'i{args.intensity:g}'}.yaml"
+        header = f"# rainy copy of {source.resolve()} made by taskderain synth (seed {args.seed})\n"
+        write_bytes_atomic(yaml_path, (header + yaml.safe_dump(new_yaml, sort_keys=False)).encode())
+        print(f"data YAML: {yaml_path}")
+    print(f"synth: {made} rainy image(s) written to {out}" + (f", {kept} already there" if kept else "")
+          + (f", {len(copies)} label/mask file(s) copied" if copies else ""))
+    if failures:
+        print(f"{len(failures)} file(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
