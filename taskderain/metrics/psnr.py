@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
-from taskderain.metrics.color import check_channel, scored_planes, scored_planes_torch
-from taskderain.metrics.reduction import check_reduction, reduce_batch
+from taskderain.metrics.color import scored_planes, scored_planes_torch
+from taskderain.metrics.reduction import BatchMetric
 
 PEAK = 255.0
 
@@ -69,7 +68,7 @@ def psnr_torch(
     return 20.0 * torch.log10(PEAK / torch.sqrt(mse))
 
 
-class PSNR(nn.Module):
+class PSNR(BatchMetric):
     """Module form of :func:`psnr_torch`: holds the options, returns dB.
 
     Args:
@@ -77,25 +76,4 @@ class PSNR(nn.Module):
         reduction: ``"none"`` → (B,), ``"mean"`` or ``"sum"`` → scalar.
     """
 
-    def __init__(
-        self,
-        channel: str = "y",
-        data_range: float = 1.0,
-        quantize: bool = False,
-        round_y: bool | None = None,
-        reduction: str = "none",
-    ) -> None:
-        super().__init__()
-        self.channel = check_channel(channel)
-        self.reduction = check_reduction(reduction)
-        self.data_range, self.quantize, self.round_y = data_range, quantize, round_y
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        values = psnr_torch(pred, target, self.channel, self.data_range, self.quantize, self.round_y)
-        return reduce_batch(values, self.reduction)
-
-    def extra_repr(self) -> str:
-        return (
-            f"channel={self.channel!r}, data_range={self.data_range}, quantize={self.quantize}, "
-            f"reduction={self.reduction!r}"
-        )
+    fn = staticmethod(psnr_torch)

@@ -17,10 +17,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from taskderain.metrics.color import check_channel, scored_planes, scored_planes_torch
-from taskderain.metrics.reduction import check_reduction, reduce_batch
+from taskderain.metrics.color import scored_planes, scored_planes_torch
+from taskderain.metrics.reduction import BatchMetric
 
 WINDOW_SIZE = 11
 SIGMA = 1.5
@@ -130,7 +129,7 @@ def ssim_torch(
     return smap.flatten(1).mean(dim=1)
 
 
-class SSIM(nn.Module):
+class SSIM(BatchMetric):
     """Module form of :func:`ssim_torch`: holds the options, returns SSIM per image.
 
     Args:
@@ -138,25 +137,4 @@ class SSIM(nn.Module):
         reduction: ``"none"`` → (B,), ``"mean"`` or ``"sum"`` → scalar.
     """
 
-    def __init__(
-        self,
-        channel: str = "y",
-        data_range: float = 1.0,
-        quantize: bool = False,
-        round_y: bool | None = None,
-        reduction: str = "none",
-    ) -> None:
-        super().__init__()
-        self.channel = check_channel(channel)
-        self.reduction = check_reduction(reduction)
-        self.data_range, self.quantize, self.round_y = data_range, quantize, round_y
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        values = ssim_torch(pred, target, self.channel, self.data_range, self.quantize, self.round_y)
-        return reduce_batch(values, self.reduction)
-
-    def extra_repr(self) -> str:
-        return (
-            f"channel={self.channel!r}, data_range={self.data_range}, quantize={self.quantize}, "
-            f"reduction={self.reduction!r}"
-        )
+    fn = staticmethod(ssim_torch)
