@@ -23,6 +23,9 @@ _LAZY = {
     "rain_params": "taskderain.rain",
     "Rain": "taskderain.rain",
     "Rainy": "taskderain.rain",
+    "Pipeline": "taskderain.pipeline",
+    "create_detector": "taskderain.stages",
+    "create_segmenter": "taskderain.stages",
     "psnr": "taskderain.metrics",
     "ssim": "taskderain.metrics",
 }

@@ -112,6 +112,20 @@ def write_rgb(path: PathLike, image: np.ndarray) -> Path:
     return path
 
 
+def write_mask(path: PathLike, mask: np.ndarray) -> Path:
+    """Write an (H, W) class-index mask atomically as a single-channel PNG (16-bit above 255)."""
+    path = Path(path)
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.min(initial=0) < 0:
+        raise ValueError(f"write_mask expects an (H, W) array of non-negative class indices, got {mask.shape} for {path}")
+    dtype = np.uint8 if mask.max(initial=0) < 256 else np.uint16
+    ok, encoded = cv2.imencode(".png", mask.astype(dtype))
+    if not ok:
+        raise ImageWriteError(f"cannot encode mask as PNG: {path}")
+    write_bytes_atomic(path, encoded.tobytes())
+    return path
+
+
 def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file + rename; no partial file survives."""
     path = Path(path)

@@ -10,7 +10,7 @@ from typing import List, Optional
 from .. import __version__
 from .common import CLIError
 
-_COMMANDS = ("derain", "eval_derain", "synth", "models")
+_COMMANDS = ("run", "demo", "derain", "eval_derain", "synth", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     set ``TASKDERAIN_DEBUG=1`` for the traceback.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides may follow options (ultralytics style) for commands that take them
+        if not hasattr(args, "overrides") or not all("=" in e and not e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     if args.command is None:
         parser.print_help()
         return 2

@@ -32,22 +32,30 @@ class CheckpointError(ValueError):
     """A weights file that is missing, unreadable, or does not fit the model."""
 
 
-def read_checkpoint(path: PathLike) -> Dict[str, Any]:
-    """Load a weights file (taskderain checkpoint or plain state_dict) on the CPU, safely."""
+def read_checkpoint(path: PathLike, what: str = "weights file") -> Dict[str, Any]:
+    """Load a checkpoint / state_dict file on the CPU with ``weights_only=True`` (no code runs).
+
+    Args:
+        what: how errors name the file ("weights file", "segmenter checkpoint", ...).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: corrupt or truncated, pickled Python objects, or not a dict.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path} is not a derainer weights file: it holds pickled Python objects (e.g. a "
+        raise CheckpointError(f"{path} is not a taskderain {what}: it holds pickled Python objects (e.g. a "
                               "whole model of another library), not a taskderain checkpoint or a state_dict") from exc
     except Exception as exc:  # torch raises many types for corrupt / truncated files
         detail = (str(exc).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read weights file {path} (corrupt or truncated?): "
+        raise CheckpointError(f"cannot read {what} {path} (corrupt or truncated?): "
                               f"{type(exc).__name__} {detail}".rstrip()) from exc
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"weights file {path} holds a {type(obj).__name__}, not a checkpoint or state_dict")
+        raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, not a checkpoint or state_dict")
     return dict(obj)
 
 
@@ -114,14 +122,20 @@ def save_derainer(model: Derainer, path: PathLike, metadata: Optional[Dict[str, 
     Args:
         metadata: extra facts to keep, e.g. ``{"training_data": "Rain100L train", "metrics": {"psnr_y": 32.1}}``.
     """
+    ckpt = {"format": FORMAT, "arch": model.arch, "preset": model.preset, "config": dict(model.config)}
+    return write_checkpoint(path, ckpt, model, metadata)
+
+
+def write_checkpoint(path: PathLike, fields: Dict[str, Any], module: torch.nn.Module,
+                     metadata: Optional[Dict[str, Any]] = None) -> Path:
+    """Save ``fields`` + ``module``'s CPU state_dict + metadata (library/torch version, time), atomically."""
     from .. import __version__
 
     meta = {"taskderain_version": __version__, "torch_version": str(torch.__version__),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(metadata or {})}
-    ckpt = {"format": FORMAT, "arch": model.arch, "preset": model.preset, "config": dict(model.config),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "metadata": meta}
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     buffer = io.BytesIO()
-    torch.save(ckpt, buffer)
+    torch.save({**fields, "state_dict": state, "metadata": meta}, buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return Path(path)
 

@@ -1,0 +1,36 @@
+"""A task stage that can be frozen into a fixed task loss: no gradients, eval mode kept."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class FreezableStage(nn.Module):
+    """Base of the task stages: :meth:`freeze` makes the stage a fixed loss/metric.
+
+    A frozen stage has no parameter gradients and stays in eval mode even when a surrounding
+    ``Pipeline.train()`` is called, so its BatchNorm statistics never move.
+    """
+
+    frozen: bool = False
+
+    def freeze(self) -> "FreezableStage":
+        """No parameter gradients, eval mode from now on (BatchNorm statistics fixed)."""
+        self.requires_grad_(False)
+        self.frozen = True
+        return self.eval()
+
+    def unfreeze(self) -> "FreezableStage":
+        """Undo :meth:`freeze` (parameters trainable again, see :meth:`trainable`); mode unchanged."""
+        self.frozen = False
+        for name, param in self.named_parameters():
+            param.requires_grad_(self.trainable(name))
+        return self
+
+    def trainable(self, name: str) -> bool:
+        """Whether parameter ``name`` is trained when unfrozen (all, unless a stage says otherwise)."""
+        return True
+
+    def train(self, mode: bool = True) -> "FreezableStage":
+        """As ``nn.Module.train``, except that a frozen stage stays in eval mode."""
+        return super().train(mode and not self.frozen)
