@@ -119,6 +119,7 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["colour=red"])
     with pytest.raises(ConfigError, match="'half' must be bool"):
         load_config(None, ["half=3"])
+    assert load_config(None, ["detector.cfg=yolov8n.yaml", "detector.conf=1e-1"])["detector"]["conf"] == 0.1
 
 
 def test_missing_detector_checkpoint_is_one_clear_error(tmp_path):

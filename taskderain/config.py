@@ -1,0 +1,124 @@
+"""Checked YAML configuration shared by pipelines and training: schema walk, overrides, YAML reading.
+
+A schema is ``{section: {key: (accepted types, default)}}`` plus top-level ``{key: (types,
+default)}``; ``None`` among the types means the key may be null. Unknown keys and values of the
+wrong type are a :class:`ConfigError` naming the file and the dotted key, so a typo never falls
+back to a default silently. Numbers written ``1e-3`` (a string to YAML 1.1) are read as floats.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, Tuple, Union
+
+import yaml
+
+PathLike = Union[str, os.PathLike]
+Field = Tuple[tuple, Any]
+Number = (int, float)
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+class ConfigError(ValueError):
+    """A config file or override with an unknown key, a value of the wrong type or a bad value."""
+
+
+def _type_names(types: tuple) -> str:
+    return " or ".join("null" if t is None else t.__name__ for t in types)
+
+
+def check_value(value: Any, types: tuple, key: str, where: str) -> Any:
+    """``value`` if it has one of ``types`` (bool is not an int here); else a ConfigError naming ``key``."""
+    if value is None and None in types:
+        return None
+    real = tuple(t for t in types if t is not None)
+    if float in real and isinstance(value, str) and _FLOAT.match(value.strip()):
+        value = float(value)
+    if not isinstance(value, real) or (isinstance(value, bool) and bool not in real):
+        raise ConfigError(f"{where}: '{key}' must be {_type_names(types)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def validate_schema(raw: Any, sections: Dict[str, Dict[str, Field]], top_level: Dict[str, Field],
+                    where: str, optional_sections: Iterable[str] = ()) -> Dict[str, Any]:
+    """Check ``raw`` against the schema and fill in defaults; returns a new dict.
+
+    Sections in ``optional_sections`` may be null or absent (→ ``None``); the others default to
+    all-default mappings.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+    optional = set(optional_sections)
+    known = set(sections) | set(top_level)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    config = {k: check_value(raw.get(k, copy.deepcopy(d)), t, k, where) for k, (t, d) in top_level.items()}
+    for section, fields in sections.items():
+        value = raw.get(section, None if section in optional else {})
+        if value is None and section in optional:
+            config[section] = None
+            continue
+        if not isinstance(value, dict):
+            kind = "a mapping (or null)" if section in optional else "a mapping"
+            raise ConfigError(f"{where}: '{section}' must be {kind}, got {type(value).__name__}")
+        bad = sorted(set(value) - set(fields))
+        if bad:
+            raise ConfigError(f"{where}: unknown key '{section}.{bad[0]}' (known: {', '.join(sorted(fields))})")
+        config[section] = {k: check_value(value.get(k, copy.deepcopy(d)), t, f"{section}.{k}", where)
+                           for k, (t, d) in fields.items()}
+    return config
+
+
+def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
+    """``["detector.conf=0.4", "half=true"]`` → nested dict; values are parsed as YAML scalars."""
+    nested: Dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. detector.conf=0.4)")
+        key, _, text = item.partition("=")
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{part}' is already set to a value")
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    return nested
+
+
+def merge(base: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: PathLike, what: str = "YAML") -> Dict[str, Any]:
+    """A YAML mapping from ``path``; missing file, parse errors and non-mappings are clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def resolve_relative(config: Dict[str, Any], keys: Iterable[Tuple[str, str]], base: Path) -> None:
+    """Make relative paths at ``(section, key)`` absolute against ``base`` where such a file exists there."""
+    for section, key in keys:
+        node = config.get(section)
+        value = node.get(key) if node else None
+        if value and not Path(value).is_absolute() and (base / value).exists():
+            node[key] = str(base / value)
