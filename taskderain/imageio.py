@@ -135,6 +135,9 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     except OSError as exc:
         raise ImageWriteError(f"cannot write to folder {path.parent}: {exc.strerror or exc}") from exc
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -78,3 +78,12 @@ def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(ImageWriteError, match="disk full"):
         write_bytes_atomic(target, b"12345")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_bytes_atomic(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
