@@ -1,0 +1,28 @@
+"""Training: config schema, online-rain data, exact-resume checkpoints and the loop.
+
+Only ``mode: restoration`` (derainer on rainy/clean pairs, MSPFN recipe) is implemented so far.
+Importing this package is cheap; the loop loads on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "train": "taskderain.train.loop",
+    "Trainer": "taskderain.train.loop",
+    "load_train_config": "taskderain.train.config",
+    "lr_at": "taskderain.train.config",
+    "MODES": "taskderain.train.config",
+    "load_train_checkpoint": "taskderain.train.checkpoint",
+    "OnlineRainPairs": "taskderain.train.data",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'taskderain.train' has no attribute {name!r}")

@@ -1,0 +1,165 @@
+"""Training configuration: a YAML file with a fixed schema, plus ``key=value`` overrides.
+
+Checked with :mod:`taskderain.config` like the pipeline YAML: an unknown key or a value of the
+wrong type is a :class:`ConfigError` naming the file and the dotted key. Defaults follow the
+MSPFN recipe (docs/mspfn.md): 96 px patches, batch 12, Adam β (0.9, 0.999),
+``lr = 5e-4 · 0.8^(step / 20000) + 1e-6``. A minimal YAML::
+
+    out: runs/mspfn_lite-rain100l
+    steps: 100000                 # optimizer steps (or epochs: N; with both, the first reached ends)
+    model: {name: mspfn_lite}
+    data: {paired: data/Rain100L/train, val: data/Rain100L/test, val_crop: 256}
+    # or online rain on clean images, the last 10 % held out for validation:
+    # data: {images: data/clean, rain_preset: heavy, rain_seed: 0, val_split: 0.1}
+
+Numbers written ``1e-3`` (a string to YAML 1.1) are read as floats.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, Iterable, Tuple, Union
+
+from ..config import (ConfigError, Number, PathLike, merge, parse_overrides, read_yaml, resolve_relative,
+                      validate_schema)
+
+#: training modes; only ``restoration`` is implemented so far.
+MODES = ("restoration", "cascade", "joint", "detector_on_rain", "segmenter")
+IMPLEMENTED_MODES = ("restoration",)
+#: validation metrics that can pick ``best.pt``.
+BEST_METRICS = ("psnr_y",)
+
+#: section → {key: (accepted types, default)}; ``None`` in the types means the key may be null.
+SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
+    "model": {
+        "name": ((str,), "mspfn_lite"),
+        "weights": ((str, None), None),      # initial weights (fine-tuning)
+        "options": ((dict,), {}),            # config overrides, e.g. {width: 8}
+    },
+    "data": {
+        "paired": ((str, None), None),       # paired rainy/clean root (see data.paired.find_pairs)
+        "images": ((str, None), None),       # OR a clean image folder: rain is synthesised online
+        "rain_preset": ((str, None), "heavy"),
+        "rain_intensity": (Number + (None,), None),
+        "rain_seed": ((int,), 0),
+        "val": ((str, None), None),          # paired root (or, with data.images, a clean folder)
+        "val_split": (Number, 0),            # <1: fraction, >=1: count of the training images held out (the last ones)
+        "val_crop": ((int, None), None),     # centre crop of validation images; null = whole images
+        "patch_size": ((int,), 96),
+        "batch": ((int,), 12),
+        "workers": ((int,), 0),
+    },
+    "optim": {
+        "lr": (Number, 5e-4),
+        "decay": (Number, 0.8),              # lr factor per decay_steps optimizer steps
+        "decay_steps": ((int,), 20000),
+        "min_lr": (Number, 1e-6),            # added to the decayed lr
+        "betas": ((list,), [0.9, 0.999]),
+        "weight_decay": (Number, 0.0),
+    },
+}
+TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
+    "mode": ((str,), "restoration"),
+    "out": ((str,), "runs/train"),
+    "steps": ((int, None), None),            # optimizer steps in all; null = epochs decide
+    "epochs": ((int, None), None),
+    "accumulate": ((int,), 1),               # micro-batches per optimizer step
+    "grad_clip": (Number + (None,), None),   # max global grad norm
+    "seed": ((int,), 0),
+    "device": ((str,), "auto"),
+    "amp": ((bool,), False),                 # bf16 autocast (CPU and CUDA; no grad scaler needed)
+    "save_every": ((int,), 0),               # last.pt every N steps (0: only at epoch ends)
+    "val_every": ((int,), 1),                # validate every N epochs
+    "best_metric": ((str,), "psnr_y"),
+    "resume": ((bool,), False),              # continue from OUT/last.pt
+}
+
+#: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).
+RESUME_KEYS = ("mode", "model", "data", "optim", "accumulate", "seed", "grad_clip", "amp")
+
+
+def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]:
+    """Check ``raw`` against the schema, fill in defaults and check values; returns a new dict."""
+    config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
+    _check_values(config, where)
+    return config
+
+
+def _fail(where: str, key: str, message: str) -> None:
+    raise ConfigError(f"{where}: '{key}' {message}")
+
+
+def _check_values(c: Dict[str, Any], where: str) -> None:
+    if c["mode"] not in MODES:
+        _fail(where, "mode", f"must be one of {', '.join(MODES)}, got {c['mode']!r}")
+    if c["mode"] not in IMPLEMENTED_MODES:
+        _fail(where, "mode", f"{c['mode']!r} is not implemented yet; implemented: {', '.join(IMPLEMENTED_MODES)}")
+    if c["best_metric"] not in BEST_METRICS:
+        _fail(where, "best_metric", f"must be one of {', '.join(BEST_METRICS)}, got {c['best_metric']!r}")
+    if c["steps"] is None and c["epochs"] is None:
+        _fail(where, "steps", "or 'epochs' must be set (how long to train)")
+    for key in ("steps", "epochs"):
+        if c[key] is not None and c[key] < 1:
+            _fail(where, key, f"must be >= 1, got {c[key]}")
+    for key, low in (("accumulate", 1), ("save_every", 0), ("val_every", 1)):
+        if c[key] < low:
+            _fail(where, key, f"must be >= {low}, got {c[key]}")
+    if c["grad_clip"] is not None and c["grad_clip"] <= 0:
+        _fail(where, "grad_clip", f"must be > 0 or null, got {c['grad_clip']}")
+    d = c["data"]
+    if (d["paired"] is None) == (d["images"] is None):
+        _fail(where, "data.paired", "or 'data.images' must be set, not both (paired root, or clean images + online rain)")
+    for key, low in (("patch_size", 1), ("batch", 1), ("workers", 0)):
+        if d[key] < low:
+            _fail(where, f"data.{key}", f"must be >= {low}, got {d[key]}")
+    if d["val_split"] < 0 or (d["val_split"] >= 1 and d["val_split"] != int(d["val_split"])):
+        _fail(where, "data.val_split", f"must be a fraction in [0, 1) or a whole count, got {d['val_split']}")
+    if d["val"] is not None and d["val_split"]:
+        _fail(where, "data.val", "and 'data.val_split' exclude each other; set one")
+    if d["val_crop"] is not None and d["val_crop"] < 1:
+        _fail(where, "data.val_crop", f"must be >= 1 or null, got {d['val_crop']}")
+    if d["images"] is not None:
+        from ..rain import rain_params
+
+        try:
+            rain_params(d["rain_preset"] if d["rain_intensity"] is None else None, d["rain_intensity"])
+        except (KeyError, ValueError, TypeError) as exc:
+            _fail(where, "data.rain_preset", f"/ 'data.rain_intensity' invalid: {exc}")
+    o = c["optim"]
+    betas = o["betas"]
+    if len(betas) != 2 or not all(isinstance(b, Number) and not isinstance(b, bool) and 0 <= b < 1 for b in betas):
+        _fail(where, "optim.betas", f"must be two numbers in [0, 1), got {betas!r}")
+    for key in ("lr", "decay", "decay_steps"):
+        if o[key] <= 0:
+            _fail(where, f"optim.{key}", f"must be > 0, got {o[key]}")
+    for key in ("min_lr", "weight_decay"):
+        if o[key] < 0:
+            _fail(where, f"optim.{key}", f"must be >= 0, got {o[key]}")
+
+
+def load_train_config(config: Union[PathLike, Dict[str, Any], None] = None,
+                      overrides: Iterable[str] = ()) -> Dict[str, Any]:
+    """Read a training YAML (or take a dict), apply ``key=value`` overrides, validate.
+
+    Relative ``data.*`` / ``model.weights`` paths in a YAML resolve against the YAML's folder
+    when they exist there.
+
+    Raises:
+        FileNotFoundError: no such YAML. ConfigError: bad YAML, unknown key, wrong type or value.
+    """
+    if isinstance(config, dict):
+        raw, where, base = copy.deepcopy(config), "train config", None
+    elif config is not None:
+        raw, where, base = read_yaml(config, "train YAML"), str(config), Path(config).parent
+    else:
+        raw, where, base = {}, "train config", None
+    out = validate(merge(raw, parse_overrides(overrides)), where)
+    if base is not None:
+        resolve_relative(out, [("data", "paired"), ("data", "images"), ("data", "val"), ("model", "weights")], base)
+    return out
+
+
+def lr_at(step: int, optim: Dict[str, Any]) -> float:
+    """Learning rate after ``step`` optimizer steps: ``lr · decay^(step / decay_steps) + min_lr``."""
+    return optim["lr"] * optim["decay"] ** (step / optim["decay_steps"]) + optim["min_lr"]

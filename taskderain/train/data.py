@@ -1,0 +1,156 @@
+"""Training data: online-rain pairs from clean images, the train/val split and the batch order.
+
+Everything random is a pure function of (seed, epoch, index), so a resumed run sees exactly the
+batches the uninterrupted run would have seen: :func:`epoch_batches` gives the whole epoch's
+batch list and the trainer skips the batches it has already done.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..data.augment import NUM_DIHEDRAL, dihedral, pad_to_size, paired_center_crop
+from ..data.paired import PairedRainDataset, natural_key
+from ..imageio import is_image_file, read_rgb
+from ..rain import add_rain, image_seed, rain_params
+from ..rain.params import RainParams
+
+PathLike = Union[str, os.PathLike]
+
+
+def list_images(folder: PathLike) -> List[Path]:
+    """Image files directly in ``folder``, natural order; errors name the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p)),
+                   key=lambda p: natural_key(p.name))
+    if not files:
+        raise ValueError(f"folder {folder} holds no images")
+    return files
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    """(H,W,3) uint8 → (3,H,W) float32 in [0,1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class OnlineRainPairs(Dataset):
+    """(rainy, clean) pairs made on the fly from clean images with :func:`~taskderain.rain.add_rain`.
+
+    Items are dicts like :class:`~taskderain.data.PairedRainDataset`'s: ``{"rainy", "clean"}``
+    (3,H,W) float32 in [0,1] and ``"name"`` (the file stem).
+
+    * ``train=True``: a random ``patch_size`` crop of the clean image (reflect-padded if smaller),
+      rain with seed ``image_seed(f"{stem}#epoch{epoch}", rain_seed)`` on the crop, then one of the
+      8 dihedral transforms on both; crop and transform come from a generator seeded by
+      ``(seed, epoch, index)``. New rain every epoch, identical in any worker or after a resume.
+    * ``train=False`` (validation): rain ``image_seed(stem, rain_seed)`` on the whole image — the
+      bytes ``taskderain synth --seed rain_seed`` writes — then the centre ``patch_size`` crop
+      if one is given.
+    """
+
+    def __init__(self, files: Sequence[PathLike], params: RainParams, rain_seed: int = 0,
+                 patch_size: Optional[int] = None, train: bool = True, seed: int = 0) -> None:
+        if train and patch_size is None:
+            raise ValueError("OnlineRainPairs(train=True) needs a patch_size")
+        self.files = [Path(f) for f in files]
+        self.params, self.rain_seed, self.patch_size = params, rain_seed, patch_size
+        self.train, self.seed, self.epoch = train, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops, transforms and rain of ``epoch`` (non-negative int)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def generator(self, index: int) -> torch.Generator:
+        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
+        return torch.Generator().manual_seed(int(state))
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        path = self.files[index]
+        clean = read_rgb(path)  # (H,W,3) uint8
+        if not self.train:
+            rainy, _ = add_rain(clean, self.params, image_seed(path.stem, self.rain_seed))
+            r, c = _tensor(rainy), _tensor(clean)
+            if self.patch_size is not None:
+                size = (self.patch_size, self.patch_size)
+                r, c = paired_center_crop(pad_to_size(r, size), pad_to_size(c, size), size)
+            return {"rainy": r, "clean": c, "name": path.stem}
+        g = self.generator(index)
+        k = int(torch.randint(NUM_DIHEDRAL, (1,), generator=g))
+        p = self.patch_size
+        h, w = clean.shape[:2]
+        if h < p or w < p:
+            clean = np.pad(clean, ((0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0)), mode="reflect")
+            h, w = clean.shape[:2]
+        top = int(torch.randint(h - p + 1, (1,), generator=g))
+        left = int(torch.randint(w - p + 1, (1,), generator=g))
+        crop = np.ascontiguousarray(clean[top:top + p, left:left + p])
+        rainy, _ = add_rain(crop, self.params, image_seed(f"{path.stem}#epoch{self.epoch}", self.rain_seed))
+        return {"rainy": dihedral(_tensor(rainy), k), "clean": dihedral(_tensor(crop), k), "name": path.stem}
+
+
+def split_count(n: int, val_split: float) -> int:
+    """Number of the ``n`` images held out for validation: a fraction (<1) or a count (>=1)."""
+    count = int(round(n * val_split)) if val_split < 1 else int(val_split)
+    if val_split and not 0 < count < n:
+        raise ValueError(f"data.val_split={val_split} holds out {count} of {n} image(s); "
+                         f"need at least 1 for validation and 1 for training")
+    return count
+
+
+def build_datasets(data: Dict[str, Any], seed: int) -> Tuple[Dataset, List[int], Optional[Dataset]]:
+    """(training dataset, the indices it trains on, validation dataset or None) from ``config["data"]``.
+
+    With ``val_split`` the last images (natural order) are held out for validation.
+    """
+    crop = data["val_crop"]
+    if data["images"] is not None:
+        params = rain_params(data["rain_preset"] if data["rain_intensity"] is None else None, data["rain_intensity"])
+        files = list_images(data["images"])
+        held = split_count(len(files), data["val_split"])
+        train = OnlineRainPairs(files, params, data["rain_seed"], data["patch_size"], train=True, seed=seed)
+        indices = list(range(len(files) - held))
+        val_files = list_images(data["val"]) if data["val"] is not None else files[len(files) - held:]
+        val = OnlineRainPairs(val_files, params, data["rain_seed"], crop, train=False) if val_files else None
+        return train, indices, val
+    train = PairedRainDataset(data["paired"], patch_size=data["patch_size"], augment=True, seed=seed)
+    held = split_count(len(train), data["val_split"])
+    indices = list(range(len(train) - held))
+    if data["val"] is not None:
+        val: Optional[Dataset] = PairedRainDataset(data["val"], patch_size=crop)
+    elif held:
+        val = Subset(PairedRainDataset(data["paired"], patch_size=crop), list(range(len(train) - held, len(train))))
+    else:
+        val = None
+    return train, indices, val
+
+
+def epoch_batches(indices: Sequence[int], batch: int, seed: int, epoch: int) -> List[List[int]]:
+    """The epoch's batches: a permutation of ``indices`` seeded by (seed, epoch), full batches only."""
+    if len(indices) < batch:
+        raise ValueError(f"{len(indices)} training image(s) cannot fill one batch of {batch}; "
+                         "lower data.batch or add images")
+    state = np.random.SeedSequence([seed, epoch, 0x0BA7C4]).generate_state(1, dtype=np.uint64)[0]
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(int(state))).tolist()
+    chosen = [indices[i] for i in order]
+    return [chosen[i:i + batch] for i in range(0, len(chosen) - batch + 1, batch)]
+
+
+def _collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
+    return {"rainy": torch.stack([i["rainy"] for i in items]), "clean": torch.stack([i["clean"] for i in items]),
+            "name": [i["name"] for i in items]}
+
+
+def make_loader(dataset: Dataset, batches: List[List[int]], workers: int) -> DataLoader:
+    """A DataLoader over exactly ``batches`` (lists of dataset indices), in order."""
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_collate)

@@ -1,0 +1,233 @@
+"""The training loop (restoration mode): MSPFN loss, Adam with the decayed lr, validation by PSNR-Y.
+
+Run layout under ``out``: ``last.pt`` (every ``save_every`` steps and at each epoch end),
+``best.pt`` (best validation ``psnr_y``), ``log.csv`` (``step,epoch,lr,loss,val_psnr_y``: one row
+per optimizer step, one per validation) and ``config.yaml``. Both checkpoints are derainer
+checkpoints with training state inside (see :mod:`taskderain.train.checkpoint`), so
+``load_derainer(out / "best.pt")`` works and ``resume=true`` continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+import numpy as np
+import torch
+import yaml
+
+from ..imageio import write_bytes_atomic
+from ..inference import autocast, resolve_device
+from ..losses import MSPFNLoss
+from ..metrics.psnr import psnr_torch
+from ..models import CheckpointError, create_derainer
+from ..config import ConfigError
+from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
+from .config import RESUME_KEYS, load_train_config, lr_at
+from .data import _collate, build_datasets, epoch_batches, make_loader
+
+PathLike = Union[str, os.PathLike]
+LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"
+
+
+class Trainer:
+    """Trains a derainer on (rainy, clean) pairs; build from a validated config, then :meth:`fit`.
+
+    Args:
+        config: a dict from :func:`~taskderain.train.config.load_train_config`.
+        callback: called as ``callback(trainer)`` after every optimizer step (after any save),
+            e.g. for custom logging or early stops.
+    """
+
+    def __init__(self, config: Dict[str, Any], callback: Optional[Callable[["Trainer"], None]] = None) -> None:
+        self.config, self.callback = config, callback
+        self.out = Path(config["out"])
+        self.device = resolve_device(config["device"])
+        seed = config["seed"]
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        m = config["model"]
+        self.model = create_derainer(m["name"], weights=m["weights"], **m["options"]).to(self.device)
+        o = config["optim"]
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr_at(0, o), betas=tuple(o["betas"]),
+                                          weight_decay=o["weight_decay"])
+        self.loss_fn = MSPFNLoss()
+        d = config["data"]
+        self.train_set, self.indices, self.val_set = build_datasets(d, seed)
+        self.accumulate = config["accumulate"]
+        self.steps_per_epoch = len(epoch_batches(self.indices, d["batch"], seed, 0)) // self.accumulate
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"train config: 'accumulate' {self.accumulate} exceeds the "
+                              f"{len(self.indices) // d['batch']} batch(es) of one epoch; lower it")
+        total = [n for n in (config["steps"], config["epochs"] and config["epochs"] * self.steps_per_epoch) if n]
+        self.total_steps = min(total)
+        self.amp_dtype = torch.bfloat16 if config["amp"] else None
+        self.step = self.epoch = self.pos = self.log_rows = 0
+        self.best: Optional[float] = None
+        self.last_metric: Optional[float] = None
+        self.last_val_step = -1
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> Dict[str, Any]:
+        """The training state stored in checkpoints (RNG states are added when saving)."""
+        return {"config": self.config, "step": self.step, "epoch": self.epoch, "pos": self.pos,
+                "optimizer": self.optimizer.state_dict(), "best": self.best, "last_metric": self.last_metric,
+                "last_val_step": self.last_val_step, "log_rows": self.log_rows}
+
+    def save(self, name: str) -> Path:
+        metrics = {"psnr_y": self.last_metric} if self.last_metric is not None else {}
+        meta = {"training_data": self.config["data"]["paired"] or self.config["data"]["images"],
+                "metrics": metrics, "step": self.step}
+        return save_train_checkpoint(self.out / name, self.model, self.state(), meta)
+
+    def resume(self, path: PathLike) -> None:
+        """Load model, optimizer, counters, RNG states and the log position from ``path``."""
+        obj = load_train_checkpoint(path)
+        train = obj["train"]
+        for key in RESUME_KEYS:
+            then, now = train["config"].get(key), self.config[key]
+            if key == "data" and isinstance(then, dict):  # the worker count does not change the batches
+                then, now = {**then, "workers": 0}, {**now, "workers": 0}
+            if then != now:
+                raise CheckpointError(f"cannot resume from {path}: '{key}' differs (checkpoint {then!r}, "
+                                      f"now {now!r}); resume with the same settings or start a new run (another out)")
+        try:
+            self.model.load_state_dict(obj["state_dict"])
+            self.optimizer.load_state_dict(train["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path} does not fit the model/optimizer of this config: "
+                                  f"{(str(exc).splitlines() or [''])[0]}") from None
+        for key in ("step", "epoch", "pos", "best", "last_metric", "last_val_step", "log_rows"):
+            setattr(self, key, train.get(key, getattr(self, key)))
+        set_rng_state(train["rng"])
+        log = self.out / "log.csv"
+        lines = log.read_text().splitlines(keepends=True)[: self.log_rows + 1] if log.exists() else [LOG_HEADER]
+        write_bytes_atomic(log, "".join(lines).encode())  # drop rows of steps done after the checkpoint
+
+    # -- logging -------------------------------------------------------------------------------
+    def _log(self, lr: Optional[float], loss: Optional[float], metric: Optional[float]) -> None:
+        fmt = lambda v: "" if v is None else f"{v:.9g}"  # noqa: E731
+        with open(self.out / "log.csv", "a") as handle:
+            handle.write(f"{self.step},{self.epoch},{fmt(lr)},{fmt(loss)},{fmt(metric)}\n")
+        self.log_rows += 1
+
+    # -- work ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> Optional[float]:
+        """Mean PSNR-Y (dB, 8-bit quantised, :func:`psnr_torch` ``quantize=True``) on the validation set."""
+        if self.val_set is None:
+            return None
+        loader = torch.utils.data.DataLoader(self.val_set, batch_size=1, collate_fn=_collate,
+                                             num_workers=self.config["data"]["workers"],
+                                             generator=torch.Generator())
+        values: List[torch.Tensor] = []
+        for batch in loader:
+            with autocast(self.device, self.amp_dtype):
+                derained = self.model.derain(batch["rainy"].to(self.device))
+            values.append(psnr_torch(derained.float(), batch["clean"].to(self.device), quantize=True).cpu())
+        return float(torch.cat(values).mean())
+
+    def _validate_and_log(self) -> bool:
+        metric = self.validate()
+        self.last_val_step = self.step
+        if metric is None:
+            return False
+        self.last_metric = metric
+        self._log(None, None, metric)
+        improved = self.best is None or metric > self.best or (math.isnan(self.best) and not math.isnan(metric))
+        if improved:
+            self.best = metric
+        return improved
+
+    def _end_epoch(self) -> None:
+        improved = False
+        if (self.epoch + 1) % self.config["val_every"] == 0:
+            improved = self._validate_and_log()
+        self.epoch, self.pos = self.epoch + 1, 0
+        if improved:  # best before last: a kill in between redoes this validation on resume
+            self.save("best.pt")
+        self.save("last.pt")
+
+    def _train_steps(self, progress) -> None:
+        """Optimizer steps of the current epoch from ``pos`` until its end or the last step."""
+        d, acc = self.config["data"], self.accumulate
+        batches = epoch_batches(self.indices, d["batch"], self.config["seed"], self.epoch)[: self.steps_per_epoch * acc]
+        self.train_set.set_epoch(self.epoch)
+        batches_left = iter(make_loader(self.train_set, batches[self.pos * acc:], d["workers"]))
+        self.model.train()
+        while self.pos < self.steps_per_epoch and self.step < self.total_steps:
+            lr = lr_at(self.step, self.config["optim"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for _ in range(acc):
+                batch = next(batches_left)
+                rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
+                with autocast(self.device, self.amp_dtype):
+                    derained = self.model(rainy)
+                loss = self.loss_fn(derained.float(), clean) / acc
+                loss.backward()
+                loss_sum += float(loss.detach())
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"loss is {loss_sum} at step {self.step + 1}; lower optim.lr or "
+                                         f"set grad_clip (last good weights: {self.out / 'last.pt'})")
+            if self.config["grad_clip"] is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config["grad_clip"])
+            self.optimizer.step()
+            self.step, self.pos = self.step + 1, self.pos + 1
+            self._log(lr, loss_sum, None)
+            progress.update(1)
+            progress.set_postfix(epoch=self.epoch, loss=f"{loss_sum:.4f}", refresh=False)
+            if self.config["save_every"] and self.step % self.config["save_every"] == 0:
+                self.save("last.pt")
+            if self.callback is not None:
+                self.callback(self)
+
+    def fit(self) -> Dict[str, Any]:
+        """Train to ``total_steps`` (resuming from ``out/last.pt`` when ``resume``); returns a summary.
+
+        Returns:
+            ``{"step", "epoch", "psnr_y" (last validation, dB or None), "best_psnr_y", "out",
+            "last", "best" (path or None), "log"}``.
+        """
+        from tqdm import tqdm
+
+        last = self.out / "last.pt"
+        if self.config["resume"]:
+            if not last.exists():
+                raise FileNotFoundError(f"resume=true but there is no {last}; start without resume")
+            self.resume(last)
+        else:
+            if last.exists():
+                raise ConfigError(f"{self.out} already holds a run ({last}); set resume=true to continue it, "
+                                  "or choose another out")
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(self.out / "log.csv", LOG_HEADER.encode())
+        write_bytes_atomic(self.out / "config.yaml", yaml.safe_dump(self.config, sort_keys=False).encode())
+        with tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=None) as progress:
+            while True:
+                if self.pos >= self.steps_per_epoch:
+                    self._end_epoch()
+                    continue
+                if self.step >= self.total_steps:
+                    break
+                self._train_steps(progress)
+        if self.last_val_step != self.step and self.val_set is not None:
+            if self._validate_and_log():
+                self.save("best.pt")
+        self.save("last.pt")
+        best = self.out / "best.pt"
+        return {"step": self.step, "epoch": self.epoch, "psnr_y": self.last_metric, "best_psnr_y": self.best,
+                "out": str(self.out), "last": str(last), "best": str(best) if best.exists() else None,
+                "log": str(self.out / "log.csv")}
+
+
+def train(config: Union[PathLike, Dict[str, Any]], overrides: Iterable[str] = (),
+          callback: Optional[Callable[[Trainer], None]] = None) -> Dict[str, Any]:
+    """Train from a YAML path or dict plus ``key=value`` overrides; see :meth:`Trainer.fit` for the result."""
+    return Trainer(load_train_config(config, overrides), callback).fit()
