@@ -67,7 +67,7 @@ def test_config_defaults_follow_mspfn_recipe(images, tmp_path):
     (["stepz=3"], r"unknown key 'stepz'"),
     (["steps=abc"], r"'steps' must be int or null"),
     (["amp=1"], r"'amp' must be bool"),
-    (["mode=joint"], r"'mode' 'joint' is not implemented yet"),
+    (["mode=segmenter"], r"'data.detection' \(an ultralytics data YAML\) is required in mode 'segmenter'"),
     (["mode=nonsense"], r"'mode' must be one of restoration"),
     (["data.paired=somewhere"], r"'data.paired' or 'data.images' must be set, not both"),
     (["optim.betas=[0.9]"], r"'optim.betas' must be two numbers"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("train", help="train a derainer (restoration mode) from a YAML",
+    parser = sub.add_parser("train", help="train from a YAML: restoration, cascade, joint, detector_on_rain, segmenter",
                             description=__doc__.split("\n\n")[1])
     parser.add_argument("config", type=Path, metavar="CONFIG", help="training YAML")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.batch=4")

@@ -1,6 +1,7 @@
 """Training: config schema, online-rain data, exact-resume checkpoints and the loop.
 
-Only ``mode: restoration`` (derainer on rainy/clean pairs, MSPFN recipe) is implemented so far.
+Modes: ``restoration`` (derainer on rainy/clean pairs, MSPFN recipe) and the task-driven
+``cascade``, ``joint``, ``detector_on_rain`` and ``segmenter`` (see :mod:`taskderain.train.tasks`).
 Importing this package is cheap; the loop loads on first use.
 """
 

@@ -8,7 +8,10 @@ and the extra ``"train"`` entry holds::
     {"config": the validated train config, "step": optimizer steps done, "epoch": current epoch,
      "pos": steps done in that epoch (the data-order state: batches are a pure function of
      (seed, epoch)), "optimizer": Adam state_dict, "best": best metric so far or None,
-     "log_rows": CSV rows written, "rng": {"python", "numpy", "torch", "cuda"}}
+     "log_rows": CSV rows written, "rng": {"python", "numpy", "torch", "cuda"},
+     "last_metrics": {metric: last validation value}, "stages": {"detector" / "segmenter":
+     state_dict} (task modes: the stages trained besides the derainer; frozen ones are rebuilt
+     from the config)}
 
 The learning-rate schedule is a pure function of ``step`` (:func:`~taskderain.train.config.lr_at`),
 so ``step`` is its whole state. Everything loads with ``torch.load(weights_only=True)``.

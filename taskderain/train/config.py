@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from ..config import (ConfigError, Number, PathLike, merge, parse_overrides, read_yaml, resolve_relative,
                       validate_schema)
 
-#: training modes; only ``restoration`` is implemented so far.
+#: training modes (see :mod:`taskderain.train.tasks` for the task-driven ones).
 MODES = ("restoration", "cascade", "joint", "detector_on_rain", "segmenter")
-IMPLEMENTED_MODES = ("restoration",)
-#: validation metrics that can pick ``best.pt``.
-BEST_METRICS = ("psnr_y",)
+IMPLEMENTED_MODES = MODES
+#: modes trained on a detection data YAML with task losses.
+TASK_MODES = ("cascade", "joint", "detector_on_rain", "segmenter")
+#: validation metrics that can pick ``best.pt`` (all: higher is better).
+BEST_METRICS = ("psnr_y", "map50_95", "map50", "miou")
 
 #: section → {key: (accepted types, default)}; ``None`` in the types means the key may be null.
 SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
@@ -49,6 +51,33 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
         "patch_size": ((int,), 96),
         "batch": ((int,), 12),
         "workers": ((int,), 0),
+        # task modes (cascade, joint, detector_on_rain):
+        "detection": ((str, None), None),    # ultralytics data YAML
+        "train_split": ((str,), "train"),
+        "val_split_name": ((str, None), None),  # a split of the YAML for validation (else data.val_split holds out)
+        "imgsz": ((int,), 320),              # letterbox size (multiple of 32)
+        "clean_prob": (Number, 0.0),         # probability of a clean (rain-free) training image
+        "masks": ((str, None), None),        # class-id mask folder (by image stem) for the segmentation loss
+        "class_map": ((str, None), None),    # YAML with classes: {id: name} mapping mask ids to indices
+    },
+    "loss": {                                # task modes: total = Σ weight · loss
+        "restoration": (Number, 1.0),        # mspfn_loss(derained, clean), order 0.01-0.1
+        "detection": (Number, 0.01),         # ultralytics' loss / batch size (per image), order 1-10
+        "segmentation": (Number, 0.01),      # Dice + CE, order 1
+    },
+    "detector": {                            # task modes
+        "weights": ((str, None), None),      # ultralytics checkpoint
+        "cfg": ((str, None), None),          # OR a model YAML (random init)
+        "nc": ((int, None), None),
+        "conf": (Number, 0.001),             # validation NMS (mAP protocol: low confidence)
+        "iou": (Number, 0.7),
+    },
+    "segmenter": {                           # optional in task modes (segmentation loss / mIoU)
+        "weights": ((str, None), None),      # taskderain segmenter checkpoint
+        "arch": ((str, None), None),         # OR arch + encoder + num_classes (random init)
+        "encoder": ((str,), "resnet18"),
+        "num_classes": ((int, None), None),
+        "encoder_weights": ((str, None), None),
     },
     "optim": {
         "lr": (Number, 5e-4),
@@ -57,6 +86,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
         "min_lr": (Number, 1e-6),            # added to the decayed lr
         "betas": ((list,), [0.9, 0.999]),
         "weight_decay": (Number, 0.0),
+        "lr_detector": (Number, 1e-4),       # detector param group (joint, detector_on_rain)
+        "lr_segmenter": (Number, 1e-4),      # segmenter param group (joint)
     },
 }
 TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
@@ -76,7 +107,8 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
 }
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).
-RESUME_KEYS = ("mode", "model", "data", "optim", "accumulate", "seed", "grad_clip", "amp")
+RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "detector", "segmenter", "accumulate", "seed",
+               "grad_clip", "amp")
 
 
 def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]:
@@ -97,6 +129,8 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
         _fail(where, "mode", f"{c['mode']!r} is not implemented yet; implemented: {', '.join(IMPLEMENTED_MODES)}")
     if c["best_metric"] not in BEST_METRICS:
         _fail(where, "best_metric", f"must be one of {', '.join(BEST_METRICS)}, got {c['best_metric']!r}")
+    if c["mode"] not in TASK_MODES and c["best_metric"] != "psnr_y":
+        _fail(where, "best_metric", f"mode {c['mode']!r} validates psnr_y only, got {c['best_metric']!r}")
     if c["steps"] is None and c["epochs"] is None:
         _fail(where, "steps", "or 'epochs' must be set (how long to train)")
     for key in ("steps", "epochs"):
@@ -108,7 +142,9 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
     if c["grad_clip"] is not None and c["grad_clip"] <= 0:
         _fail(where, "grad_clip", f"must be > 0 or null, got {c['grad_clip']}")
     d = c["data"]
-    if (d["paired"] is None) == (d["images"] is None):
+    if c["mode"] in TASK_MODES:
+        _check_task(c, where)
+    elif (d["paired"] is None) == (d["images"] is None):
         _fail(where, "data.paired", "or 'data.images' must be set, not both (paired root, or clean images + online rain)")
     for key, low in (("patch_size", 1), ("batch", 1), ("workers", 0)):
         if d[key] < low:
@@ -119,7 +155,7 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
         _fail(where, "data.val", "and 'data.val_split' exclude each other; set one")
     if d["val_crop"] is not None and d["val_crop"] < 1:
         _fail(where, "data.val_crop", f"must be >= 1 or null, got {d['val_crop']}")
-    if d["images"] is not None:
+    if d["images"] is not None or c["mode"] in TASK_MODES:
         from ..rain import rain_params
 
         try:
@@ -127,6 +163,9 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
         except (KeyError, ValueError, TypeError) as exc:
             _fail(where, "data.rain_preset", f"/ 'data.rain_intensity' invalid: {exc}")
     o = c["optim"]
+    for key in ("lr_detector", "lr_segmenter"):
+        if o[key] <= 0:
+            _fail(where, f"optim.{key}", f"must be > 0, got {o[key]}")
     betas = o["betas"]
     if len(betas) != 2 or not all(isinstance(b, Number) and not isinstance(b, bool) and 0 <= b < 1 for b in betas):
         _fail(where, "optim.betas", f"must be two numbers in [0, 1), got {betas!r}")
@@ -136,6 +175,51 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
     for key in ("min_lr", "weight_decay"):
         if o[key] < 0:
             _fail(where, f"optim.{key}", f"must be >= 0, got {o[key]}")
+
+
+def _check_task(c: Dict[str, Any], where: str) -> None:
+    """Checks of the task modes: a detection YAML, a detector, a consistent segmenter and loss weights."""
+    d, mode = c["data"], c["mode"]
+    if d["detection"] is None:
+        _fail(where, "data.detection", f"(an ultralytics data YAML) is required in mode {mode!r}")
+    for key in ("paired", "images", "val"):
+        if d[key] is not None:
+            _fail(where, f"data.{key}", f"is for mode 'restoration'; mode {mode!r} reads data.detection")
+    if d["imgsz"] < 32 or d["imgsz"] % 32:
+        _fail(where, "data.imgsz", f"must be a positive multiple of 32, got {d['imgsz']}")
+    if not 0 <= d["clean_prob"] <= 1:
+        _fail(where, "data.clean_prob", f"must be a probability in [0, 1], got {d['clean_prob']}")
+    if d["val_split_name"] is not None and d["val_split"]:
+        _fail(where, "data.val_split_name", "and 'data.val_split' exclude each other; set one")
+    if (d["masks"] is None) != (d["class_map"] is None) and d["class_map"] is not None:
+        _fail(where, "data.class_map", "needs 'data.masks' (the mask folder)")
+    det = c["detector"]
+    if mode == "segmenter":
+        if det["weights"] is not None or det["cfg"] is not None:
+            _fail(where, "detector", "is not used in mode 'segmenter' (the segmenter alone is trained)")
+    elif (det["weights"] is None) == (det["cfg"] is None):
+        _fail(where, "detector.weights", "or 'detector.cfg' must be set, not both")
+    s = c["segmenter"]
+    has_seg = s["weights"] is not None or s["arch"] is not None
+    if mode == "segmenter" and not has_seg:
+        _fail(where, "segmenter.arch", f"(or 'segmenter.weights') is required in mode {mode!r}")
+    if mode == "segmenter" and c["best_metric"] != "miou":
+        _fail(where, "best_metric", f"must be 'miou' in mode 'segmenter', got {c['best_metric']!r}")
+    if s["weights"] is not None and s["arch"] is not None:
+        _fail(where, "segmenter.weights", "and 'segmenter.arch' exclude each other; set one")
+    if s["arch"] is not None and s["num_classes"] is None:
+        _fail(where, "segmenter.num_classes", "is required with 'segmenter.arch'")
+    if has_seg and mode == "detector_on_rain":
+        _fail(where, "segmenter", "is not used in mode 'detector_on_rain' (the detector alone is fine-tuned)")
+    if has_seg and d["masks"] is None:
+        _fail(where, "data.masks", "(a mask folder) is required when a segmenter is configured")
+    for key, value in c["loss"].items():
+        if value < 0:
+            _fail(where, f"loss.{key}", f"must be >= 0, got {value}")
+    if c["best_metric"] == "miou" and not has_seg:
+        _fail(where, "best_metric", "'miou' needs a segmenter")
+    if c["best_metric"] == "psnr_y" and mode == "detector_on_rain":
+        _fail(where, "best_metric", "'psnr_y' needs a derainer; use map50_95 in mode 'detector_on_rain'")
 
 
 def load_train_config(config: Union[PathLike, Dict[str, Any], None] = None,
@@ -156,10 +240,16 @@ def load_train_config(config: Union[PathLike, Dict[str, Any], None] = None,
         raw, where, base = {}, "train config", None
     out = validate(merge(raw, parse_overrides(overrides)), where)
     if base is not None:
-        resolve_relative(out, [("data", "paired"), ("data", "images"), ("data", "val"), ("model", "weights")], base)
+        resolve_relative(out, [("data", "paired"), ("data", "images"), ("data", "val"), ("model", "weights"),
+                               ("data", "detection"), ("data", "masks"), ("data", "class_map"),
+                               ("detector", "weights"), ("detector", "cfg"), ("segmenter", "weights")], base)
     return out
 
 
-def lr_at(step: int, optim: Dict[str, Any]) -> float:
-    """Learning rate after ``step`` optimizer steps: ``lr · decay^(step / decay_steps) + min_lr``."""
-    return optim["lr"] * optim["decay"] ** (step / optim["decay_steps"]) + optim["min_lr"]
+def lr_at(step: int, optim: Dict[str, Any], base: Optional[float] = None) -> float:
+    """Learning rate after ``step`` optimizer steps: ``lr · decay^(step / decay_steps) + min_lr``.
+
+    ``base`` replaces ``optim.lr`` (the per-stage groups: ``optim.lr_detector``, ``optim.lr_segmenter``).
+    """
+    lr = optim["lr"] if base is None else base
+    return lr * optim["decay"] ** (step / optim["decay_steps"]) + optim["min_lr"]

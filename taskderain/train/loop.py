@@ -1,10 +1,14 @@
-"""The training loop (restoration mode): MSPFN loss, Adam with the decayed lr, validation by PSNR-Y.
+"""The training loop: restoration mode (MSPFN loss, validation by PSNR-Y) and the task modes of
+:mod:`taskderain.train.tasks` (cascade, joint, detector_on_rain, segmenter), Adam with the decayed lr.
 
 Run layout under ``out``: ``last.pt`` (every ``save_every`` steps and at each epoch end),
-``best.pt`` (best validation ``psnr_y``), ``log.csv`` (``step,epoch,lr,loss,val_psnr_y``: one row
-per optimizer step, one per validation) and ``config.yaml``. Both checkpoints are derainer
-checkpoints with training state inside (see :mod:`taskderain.train.checkpoint`), so
-``load_derainer(out / "best.pt")`` works and ``resume=true`` continues bit-exactly.
+``best.pt`` (best validation ``best_metric``), ``log.csv`` (``step,epoch,lr,loss,val_<metric>...``:
+one row per optimizer step, one per validation; restoration logs ``val_psnr_y``, task modes
+``val_psnr_y`` (with a derainer), ``val_map50_95``, ``val_map50``, ``val_miou`` (with a segmenter))
+and ``config.yaml``. Both checkpoints are derainer checkpoints with training state inside (see
+:mod:`taskderain.train.checkpoint`; trained detector / segmenter weights in ``train["stages"]``),
+so ``load_derainer(out / "best.pt")`` works and ``resume=true`` continues bit-exactly. The lr of
+the first param group is logged (task modes: one group per trained stage, each with its base lr).
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from ..metrics.psnr import psnr_torch
 from ..models import CheckpointError, create_derainer
 from ..config import ConfigError
 from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
-from .config import RESUME_KEYS, load_train_config, lr_at
+from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
 from .data import _collate, build_datasets, epoch_batches, make_loader
 
 PathLike = Union[str, os.PathLike]
-LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"
+LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"  # restoration mode
+
+
+def log_header(metrics: Iterable[str]) -> str:
+    return "step,epoch,lr,loss," + ",".join(f"val_{m}" for m in metrics) + "\n"
 
 
 class Trainer:
@@ -50,14 +58,30 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        m = config["model"]
-        self.model = create_derainer(m["name"], weights=m["weights"], **m["options"]).to(self.device)
-        o = config["optim"]
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr_at(0, o), betas=tuple(o["betas"]),
+        m, o, d = config["model"], config["optim"], config["data"]
+        self.task = None  # TaskData in the task modes
+        self.pipeline: Optional[torch.nn.Module] = None
+        if config["mode"] in TASK_MODES:
+            from ..pipeline import Pipeline
+            from .tasks import TaskData, build_stages, param_groups
+
+            self.task = TaskData(config)
+            self.pipeline = Pipeline(*build_stages(config, self.task.nc)).to(self.device)
+            self.model = self.pipeline.derainer
+            params: Any = param_groups(self.pipeline, config)
+            self.train_set, self.indices, self.val_set = self.task.train, self.task.indices, self.task.val
+            self.metric_names = tuple(k for k, on in (("psnr_y", any(True for _ in self.model.parameters())),
+                                                      ("map50_95", self.pipeline.detector is not None),
+                                                      ("map50", self.pipeline.detector is not None),
+                                                      ("miou", self.pipeline.segmenter is not None)) if on)
+        else:
+            self.model = create_derainer(m["name"], weights=m["weights"], **m["options"]).to(self.device)
+            params = self.model.parameters()
+            self.train_set, self.indices, self.val_set = build_datasets(d, seed)
+            self.metric_names = ("psnr_y",)
+        self.optimizer = torch.optim.Adam(params, lr=lr_at(0, o), betas=tuple(o["betas"]),
                                           weight_decay=o["weight_decay"])
         self.loss_fn = MSPFNLoss()
-        d = config["data"]
-        self.train_set, self.indices, self.val_set = build_datasets(d, seed)
         self.accumulate = config["accumulate"]
         self.steps_per_epoch = len(epoch_batches(self.indices, d["batch"], seed, 0)) // self.accumulate
         if self.steps_per_epoch == 0:
@@ -68,20 +92,41 @@ class Trainer:
         self.amp_dtype = torch.bfloat16 if config["amp"] else None
         self.step = self.epoch = self.pos = self.log_rows = 0
         self.best: Optional[float] = None
-        self.last_metric: Optional[float] = None
+        self.last_metric: Optional[float] = None  # of best_metric
+        self.last_metrics: Dict[str, Optional[float]] = {k: None for k in self.metric_names}
         self.last_val_step = -1
+
+    @property
+    def trained(self) -> torch.nn.Module:
+        """The module in training: the derainer (restoration) or the whole pipeline (task modes)."""
+        return self.pipeline if self.pipeline is not None else self.model
+
+    def stage_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        """CPU state_dicts of the trained detector / segmenter (task modes), for the checkpoint."""
+        if self.pipeline is None:
+            return {}
+        from .tasks import trained_stages
+
+        out = {}
+        for name in trained_stages(self.config["mode"]):
+            stage = getattr(self.pipeline, name, None)
+            if name != "derainer" and stage is not None:
+                out[name] = {k: v.detach().cpu().clone() for k, v in stage.state_dict().items()}
+        return out
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
         """The training state stored in checkpoints (RNG states are added when saving)."""
         return {"config": self.config, "step": self.step, "epoch": self.epoch, "pos": self.pos,
                 "optimizer": self.optimizer.state_dict(), "best": self.best, "last_metric": self.last_metric,
-                "last_val_step": self.last_val_step, "log_rows": self.log_rows}
+                "last_val_step": self.last_val_step, "log_rows": self.log_rows,
+                "last_metrics": dict(self.last_metrics), "stages": self.stage_states()}
 
     def save(self, name: str) -> Path:
-        metrics = {"psnr_y": self.last_metric} if self.last_metric is not None else {}
-        meta = {"training_data": self.config["data"]["paired"] or self.config["data"]["images"],
-                "metrics": metrics, "step": self.step}
+        metrics = {k: v for k, v in self.last_metrics.items() if v is not None}
+        d = self.config["data"]
+        meta = {"training_data": d["paired"] or d["images"] or d["detection"], "metrics": metrics,
+                "step": self.step}
         return save_train_checkpoint(self.out / name, self.model, self.state(), meta)
 
     def resume(self, path: PathLike) -> None:
@@ -89,6 +134,8 @@ class Trainer:
         obj = load_train_checkpoint(path)
         train = obj["train"]
         for key in RESUME_KEYS:
+            if key not in train["config"]:  # a checkpoint from before the key existed
+                continue
             then, now = train["config"].get(key), self.config[key]
             if key == "data" and isinstance(then, dict):  # the worker count does not change the batches
                 then, now = {**then, "workers": 0}, {**now, "workers": 0}
@@ -97,30 +144,42 @@ class Trainer:
                                       f"now {now!r}); resume with the same settings or start a new run (another out)")
         try:
             self.model.load_state_dict(obj["state_dict"])
+            for stage, state in (train.get("stages") or {}).items():
+                getattr(self.pipeline, stage).load_state_dict(state)
             self.optimizer.load_state_dict(train["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path} does not fit the model/optimizer of this config: "
                                   f"{(str(exc).splitlines() or [''])[0]}") from None
-        for key in ("step", "epoch", "pos", "best", "last_metric", "last_val_step", "log_rows"):
+        for key in ("step", "epoch", "pos", "best", "last_metric", "last_metrics", "last_val_step", "log_rows"):
             setattr(self, key, train.get(key, getattr(self, key)))
         set_rng_state(train["rng"])
         log = self.out / "log.csv"
-        lines = log.read_text().splitlines(keepends=True)[: self.log_rows + 1] if log.exists() else [LOG_HEADER]
+        lines = (log.read_text().splitlines(keepends=True)[: self.log_rows + 1] if log.exists()
+                 else [log_header(self.metric_names)])
         write_bytes_atomic(log, "".join(lines).encode())  # drop rows of steps done after the checkpoint
 
     # -- logging -------------------------------------------------------------------------------
-    def _log(self, lr: Optional[float], loss: Optional[float], metric: Optional[float]) -> None:
+    def _log(self, lr: Optional[float], loss: Optional[float], metrics: Optional[Dict[str, float]] = None) -> None:
         fmt = lambda v: "" if v is None else f"{v:.9g}"  # noqa: E731
+        values = ",".join(fmt((metrics or {}).get(k)) for k in self.metric_names)
         with open(self.out / "log.csv", "a") as handle:
-            handle.write(f"{self.step},{self.epoch},{fmt(lr)},{fmt(loss)},{fmt(metric)}\n")
+            handle.write(f"{self.step},{self.epoch},{fmt(lr)},{fmt(loss)},{values}\n")
         self.log_rows += 1
 
     # -- work ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self) -> Optional[float]:
-        """Mean PSNR-Y (dB, 8-bit quantised, :func:`psnr_torch` ``quantize=True``) on the validation set."""
+    def validate(self) -> Optional[Dict[str, float]]:
+        """Validation metrics (``metric_names``), None without a validation set.
+
+        Restoration: mean PSNR-Y (dB, 8-bit quantised, :func:`psnr_torch` ``quantize=True``);
+        task modes: :func:`~taskderain.train.tasks.validate_task`.
+        """
         if self.val_set is None:
             return None
+        if self.task is not None:
+            from .tasks import validate_task
+
+            return validate_task(self.pipeline, self.task, self.config["data"]["batch"], self.device, self.amp_dtype)
         loader = torch.utils.data.DataLoader(self.val_set, batch_size=1, collate_fn=_collate,
                                              num_workers=self.config["data"]["workers"],
                                              generator=torch.Generator())
@@ -129,15 +188,16 @@ class Trainer:
             with autocast(self.device, self.amp_dtype):
                 derained = self.model.derain(batch["rainy"].to(self.device))
             values.append(psnr_torch(derained.float(), batch["clean"].to(self.device), quantize=True).cpu())
-        return float(torch.cat(values).mean())
+        return {"psnr_y": float(torch.cat(values).mean())}
 
     def _validate_and_log(self) -> bool:
-        metric = self.validate()
+        metrics = self.validate()
         self.last_val_step = self.step
-        if metric is None:
+        if metrics is None:
             return False
-        self.last_metric = metric
-        self._log(None, None, metric)
+        self.last_metrics = {k: metrics.get(k) for k in self.metric_names}
+        metric = self.last_metric = float(metrics[self.config["best_metric"]])
+        self._log(None, None, metrics)
         improved = self.best is None or metric > self.best or (math.isnan(self.best) and not math.isnan(metric))
         if improved:
             self.best = metric
@@ -156,31 +216,45 @@ class Trainer:
         """Optimizer steps of the current epoch from ``pos`` until its end or the last step."""
         d, acc = self.config["data"], self.accumulate
         batches = epoch_batches(self.indices, d["batch"], self.config["seed"], self.epoch)[: self.steps_per_epoch * acc]
-        self.train_set.set_epoch(self.epoch)
-        batches_left = iter(make_loader(self.train_set, batches[self.pos * acc:], d["workers"]))
-        self.model.train()
+        if self.task is not None:
+            from ..data import collate_batch
+
+            self.task.set_epoch(self.epoch)
+            loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=batches[self.pos * acc:],
+                                                 num_workers=d["workers"], collate_fn=collate_batch)
+        else:
+            self.train_set.set_epoch(self.epoch)
+            loader = make_loader(self.train_set, batches[self.pos * acc:], d["workers"])
+        batches_left = iter(loader)
+        self.trained.train()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
         while self.pos < self.steps_per_epoch and self.step < self.total_steps:
-            lr = lr_at(self.step, self.config["optim"])
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr_at(self.step, self.config["optim"], group.get("base_lr"))
+            lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for _ in range(acc):
                 batch = next(batches_left)
-                rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
-                with autocast(self.device, self.amp_dtype):
-                    derained = self.model(rainy)
-                loss = self.loss_fn(derained.float(), clean) / acc
+                if self.task is not None:
+                    from .tasks import task_loss
+
+                    loss = task_loss(self.pipeline, batch, self.config["loss"], self.device, self.amp_dtype)[0] / acc
+                else:
+                    rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
+                    with autocast(self.device, self.amp_dtype):
+                        derained = self.model(rainy)
+                    loss = self.loss_fn(derained.float(), clean) / acc
                 loss.backward()
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(f"loss is {loss_sum} at step {self.step + 1}; lower optim.lr or "
                                          f"set grad_clip (last good weights: {self.out / 'last.pt'})")
             if self.config["grad_clip"] is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config["grad_clip"])
+                torch.nn.utils.clip_grad_norm_(params, self.config["grad_clip"])
             self.optimizer.step()
             self.step, self.pos = self.step + 1, self.pos + 1
-            self._log(lr, loss_sum, None)
+            self._log(lr, loss_sum)
             progress.update(1)
             progress.set_postfix(epoch=self.epoch, loss=f"{loss_sum:.4f}", refresh=False)
             if self.config["save_every"] and self.step % self.config["save_every"] == 0:
@@ -192,8 +266,9 @@ class Trainer:
         """Train to ``total_steps`` (resuming from ``out/last.pt`` when ``resume``); returns a summary.
 
         Returns:
-            ``{"step", "epoch", "psnr_y" (last validation, dB or None), "best_psnr_y", "out",
-            "last", "best" (path or None), "log"}``.
+            ``{"step", "epoch", <metric> (last validation of each of ``metric_names``, or None),
+            "best_<best_metric>", "out", "last", "best" (path or None), "log"}``; restoration:
+            ``psnr_y`` (dB) and ``best_psnr_y``.
         """
         from tqdm import tqdm
 
@@ -207,7 +282,7 @@ class Trainer:
                 raise ConfigError(f"{self.out} already holds a run ({last}); set resume=true to continue it, "
                                   "or choose another out")
             self.out.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(self.out / "log.csv", LOG_HEADER.encode())
+            write_bytes_atomic(self.out / "log.csv", log_header(self.metric_names).encode())
         write_bytes_atomic(self.out / "config.yaml", yaml.safe_dump(self.config, sort_keys=False).encode())
         with tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=None) as progress:
             while True:
@@ -222,9 +297,9 @@ class Trainer:
                 self.save("best.pt")
         self.save("last.pt")
         best = self.out / "best.pt"
-        return {"step": self.step, "epoch": self.epoch, "psnr_y": self.last_metric, "best_psnr_y": self.best,
-                "out": str(self.out), "last": str(last), "best": str(best) if best.exists() else None,
-                "log": str(self.out / "log.csv")}
+        return {"step": self.step, "epoch": self.epoch, **self.last_metrics,
+                f"best_{self.config['best_metric']}": self.best, "out": str(self.out), "last": str(last),
+                "best": str(best) if best.exists() else None, "log": str(self.out / "log.csv")}
 
 
 def train(config: Union[PathLike, Dict[str, Any]], overrides: Iterable[str] = (),

@@ -1,0 +1,270 @@
+"""Task-driven training modes: data, stages, loss and validation (the loop lives in :mod:`.loop`).
+
+Modes (config ``mode``):
+
+* ``cascade``: detector (and segmenter) frozen — eval mode, no gradients, BatchNorm statistics
+  fixed — and the derainer trained with ``loss.restoration · mspfn_loss(derained, clean) +
+  loss.detection · det / B + loss.segmentation · seg``.
+* ``joint``: the same loss, every stage trained (detector/segmenter in train mode) with its own
+  param group and base lr (``optim.lr``, ``optim.lr_detector``, ``optim.lr_segmenter``; all
+  follow the same decay schedule).
+* ``detector_on_rain``: no derainer (``identity``); the detector alone is fine-tuned on the
+  rainy images with ``loss.detection · det / B``.
+* ``segmenter``: no derainer, no detector; the segmenter alone trained on CLEAN images (no rain,
+  train and validation) with ``loss.segmentation · seg`` (lr ``optim.lr_segmenter``), validated
+  by mIoU. The images come from ``data.detection`` like the other modes, masks from ``data.masks``.
+
+``det`` is ultralytics' detection loss (box + cls + dfl), which ultralytics multiplies by the
+batch size; dividing by ``B`` makes the weight independent of the batch (per image, order 1–10
+for a pretrained detector). With the defaults (restoration 1, detection 0.01, segmentation 0.01)
+the task terms are of the order of the MSPFN loss (0.01–0.1).
+
+Data: ``data.detection`` (an ultralytics data YAML), split ``data.train_split``; validation on
+``data.val_split_name`` or the last ``data.val_split`` images (count, or fraction) of the training
+split. Images are rained at their own resolution (:class:`~taskderain.rain.Rainy`, training rain
+new every epoch, ``p = 1 − data.clean_prob``; validation rain = epoch-0 rain, always rainy), then
+letterboxed to ``data.imgsz`` (square, grey padding). Everything is a pure function of
+(seed, epoch, index), so resume stays exact.
+
+Validation (:func:`validate_task`) on the rainy val images, letterboxed as in training: PSNR-Y of
+derained vs clean on the letterbox's content (padding cropped, 8-bit quantised); COCO mAP by
+:class:`~taskderain.metrics.DetectionEvaluator` with ``Detector.predict(derained)`` (NMS at
+``detector.conf`` / ``detector.iou``) mapped back to ORIGINAL image pixels with the sample's
+``ratio_pad`` (ultralytics ``scale_boxes``), ground truth from the original labels; mIoU
+(when a segmenter exists) at the letterboxed resolution, padding ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import ConfigError
+from ..data import Letterbox, YoloDetectionDataset, class_map_from_yaml, collate_batch
+from ..data.segmentation import read_mask
+from ..imageio import is_image_file
+from ..inference import autocast
+from ..losses import mspfn_loss
+from ..metrics.psnr import psnr_torch
+from ..models import create_derainer
+from ..rain import Rainy
+from .data import split_count
+
+IGNORE = 255
+
+
+class WithMasks(Dataset):
+    """Adds ``"mask"`` (H,W) int64 to a detection dataset's samples: ``masks/<id>.*``, mapped by a class map.
+
+    Images without a mask get an all-``ignore`` mask (no segmentation loss, no mIoU pixels).
+    """
+
+    def __init__(self, dataset: Dataset, masks: str, class_map: Optional[str] = None) -> None:
+        folder = Path(masks)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data.masks: mask folder not found: {folder}")
+        self.dataset, self.files = dataset, {p.stem: p for p in folder.iterdir() if p.is_file() and is_image_file(p)}
+        self.lut: Optional[np.ndarray] = None
+        self.names: Dict[int, str] = {}
+        if class_map is not None:
+            mapping, self.names = class_map_from_yaml(class_map)
+            self.lut = np.full(max(max(mapping) + 1, 65536), IGNORE, np.int64)
+            for sparse, dense in mapping.items():
+                self.lut[sparse] = dense
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        sample = dict(self.dataset[index])
+        path = self.files.get(str(sample["id"]))
+        h, w = sample["image"].shape[:2]
+        if path is None:
+            mask = np.full((h, w), IGNORE, np.int64)
+        else:
+            mask = read_mask(path)
+            if mask.shape != (h, w):
+                raise ValueError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its image {sample['path']} {w}x{h}")
+            if self.lut is not None:
+                mask = self.lut[np.clip(mask, 0, len(self.lut) - 1)]
+        sample["mask"] = mask.astype(np.uint8) if mask.max(initial=0) < 256 else mask
+        return sample
+
+
+class TaskData:
+    """Training and validation sets of a task mode (see the module docstring).
+
+    Attributes:
+        train: :class:`Rainy` training set (call ``set_epoch(epoch + 1)``; epoch 0 is the evaluation rain).
+        indices: training indices into ``train``.
+        val: :class:`Rainy` validation set or None; ``val_indices`` its indices.
+        labels: the detection dataset of the validation images (original labels, for mAP).
+        names: class names; ``nc``.
+    """
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        d = config["data"]
+        preset = d["rain_preset"] if d["rain_intensity"] is None else None
+        letterbox = Letterbox(d["imgsz"], auto=False)
+        base = YoloDetectionDataset(d["detection"], d["train_split"])
+        self.names, self.nc = base.names, base.nc
+        wrap = (lambda ds: WithMasks(ds, d["masks"], d["class_map"])) if d["masks"] else (lambda ds: ds)
+        clean = config["mode"] == "segmenter"
+        self.train = Rainy(wrap(base), preset, d["rain_intensity"], seed=d["rain_seed"],
+                           p=0.0 if clean else 1.0 - d["clean_prob"], transform=letterbox)
+        if d["val_split_name"] is not None:
+            self.labels = YoloDetectionDataset(d["detection"], d["val_split_name"])
+            self.indices = list(range(len(base)))
+            self.val_indices = list(range(len(self.labels)))
+        else:
+            held = split_count(len(base), d["val_split"])
+            self.labels = base
+            self.indices = list(range(len(base) - held))
+            self.val_indices = list(range(len(base) - held, len(base)))
+        self.val = (Rainy(wrap(self.labels), preset, d["rain_intensity"], seed=d["rain_seed"],
+                          p=0.0 if clean else 1.0, transform=letterbox) if self.val_indices else None)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.train.set_epoch(epoch + 1)
+
+
+def build_stages(config: Dict[str, Any], nc: int) -> Tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
+    """(derainer, detector or None, segmenter or None) of a task mode, frozen / unfrozen per mode."""
+    from ..stages import create_detector
+
+    mode, m, det, s = config["mode"], config["model"], config["detector"], config["segmenter"]
+    if mode in ("detector_on_rain", "segmenter"):
+        derainer = create_derainer("identity")
+    else:
+        derainer = create_derainer(m["name"], weights=m["weights"], **m["options"])
+    if mode == "segmenter":
+        return derainer, None, _segmenter(s)
+    detector = create_detector(weights=det["weights"], cfg=det["cfg"], nc=det["nc"], imgsz=config["data"]["imgsz"],
+                               conf=det["conf"], iou=det["iou"])
+    if detector.nc != nc:
+        raise ConfigError(f"train config: 'detector' detects {detector.nc} classes but data.detection "
+                          f"({config['data']['detection']}) has {nc}; set detector.nc={nc} or use matching weights")
+    segmenter = _segmenter(s)
+    if mode == "cascade":
+        detector.freeze()
+        if segmenter is not None:
+            segmenter.freeze()
+    else:
+        detector.unfreeze()
+        if segmenter is not None:
+            segmenter.unfreeze()
+    return derainer, detector, segmenter
+
+
+def _segmenter(s: Dict[str, Any]) -> Optional[nn.Module]:
+    """The segmenter of ``config["segmenter"]`` (checkpoint, or arch + encoder + classes) or None; trainable."""
+    from ..stages import create_segmenter, load_segmenter
+
+    segmenter = None
+    if s["weights"] is not None:
+        segmenter = load_segmenter(s["weights"])
+    elif s["arch"] is not None:
+        segmenter = create_segmenter(arch=s["arch"], encoder=s["encoder"], num_classes=s["num_classes"],
+                                     encoder_weights=s["encoder_weights"], ignore_index=IGNORE)
+    return segmenter.unfreeze() if segmenter is not None else None
+
+
+def trained_stages(mode: str) -> Tuple[str, ...]:
+    """Names of the pipeline stages trained in ``mode`` (their weights go into the checkpoint)."""
+    return {"cascade": ("derainer",), "joint": ("derainer", "detector", "segmenter"),
+            "detector_on_rain": ("detector",), "segmenter": ("segmenter",)}.get(mode, ("derainer",))
+
+
+def param_groups(pipeline: nn.Module, config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Optimizer param groups (``name``, ``base_lr``) of the trained stages that have parameters."""
+    o = config["optim"]
+    base = {"derainer": o["lr"], "detector": o["lr_detector"], "segmenter": o["lr_segmenter"]}
+    groups = []
+    for name in trained_stages(config["mode"]):
+        stage = getattr(pipeline, name, None)
+        params = [p for p in stage.parameters() if p.requires_grad] if stage is not None else []
+        if params:
+            groups.append({"params": params, "name": name, "base_lr": base[name]})
+    if not groups:
+        raise ConfigError(f"train config: nothing to train in mode {config['mode']!r} (no trainable parameters)")
+    return groups
+
+
+def task_loss(pipeline: nn.Module, batch: Dict[str, Any], weights: Dict[str, float], device: torch.device,
+              amp_dtype: Optional[torch.dtype]) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """The weighted total loss of one batch and its detached parts (before weighting)."""
+    rainy = batch["img"].to(device)
+    with autocast(device, amp_dtype):
+        losses, derained = pipeline.losses(rainy, batch)
+    parts: Dict[str, torch.Tensor] = {}
+    if any(p.requires_grad for p in pipeline.derainer.parameters()):
+        parts["restoration"] = mspfn_loss(derained.float(), batch["clean"].to(device))
+    if "detection" in losses:
+        parts["detection"] = losses["detection"].float() / rainy.shape[0]
+    if "segmentation" in losses:
+        parts["segmentation"] = losses["segmentation"].float()
+    total = sum(weights[k] * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _content(params: Any, ori_shape: Tuple[int, int]) -> Tuple[slice, slice]:
+    """Rows, columns of the image content inside a letterboxed image (padding excluded)."""
+    (ratio, _), (left, top) = params
+    h, w = ori_shape
+    return slice(int(top), int(top) + max(round(h * ratio), 1)), slice(int(left), int(left) + max(round(w * ratio), 1))
+
+
+@torch.no_grad()
+def validate_task(pipeline: nn.Module, data: TaskData, batch_size: int, device: torch.device,
+                  amp_dtype: Optional[torch.dtype]) -> Dict[str, float]:
+    """``{"psnr_y" (with a derainer), "map50_95", "map50", "miou" (with a segmenter)}`` on the val set."""
+    from ultralytics.utils.ops import scale_boxes
+
+    from ..metrics import DetectionEvaluator, SegmentationEvaluator
+
+    derainer, detector, segmenter = pipeline.derainer, pipeline.detector, pipeline.segmenter
+    has_derainer = any(True for _ in derainer.parameters())
+    evaluator = DetectionEvaluator(data.names) if detector is not None else None
+    seg_eval = SegmentationEvaluator(segmenter.num_classes, IGNORE) if segmenter is not None else None
+    psnrs: List[float] = []
+    was_training = pipeline.training
+    pipeline.eval()
+    try:
+        for start in range(0, len(data.val_indices), batch_size):
+            chunk = data.val_indices[start:start + batch_size]
+            batch = collate_batch([data.val[i] for i in chunk])
+            rainy = batch["img"].to(device)
+            with autocast(device, amp_dtype):
+                derained = derainer.derain(rainy).float() if has_derainer else rainy
+            detections = detector.predict(derained) if detector is not None else None
+            masks = segmenter.predict(derained) if segmenter is not None else None
+            for j, index in enumerate(chunk):
+                ori, ratio_pad = batch["ori_shape"][j], batch["ratio_pad"][j]
+                if has_derainer:
+                    rows, cols = _content(ratio_pad, ori)
+                    psnrs.append(float(psnr_torch(derained[j:j + 1, :, rows, cols],
+                                                  batch["clean"][j:j + 1, :, rows, cols].to(device), quantize=True)))
+                if evaluator is not None:
+                    det = detections[j]
+                    boxes = scale_boxes(tuple(derained.shape[-2:]), det.boxes.clone(), ori, ratio_pad=ratio_pad)
+                    _, cls, xywhn = data.labels.records[index]
+                    evaluator.add_sample({"id": index, "cls": cls, "bboxes": xywhn, "ori_shape": ori},
+                                         (boxes, det.scores, det.classes))
+                if seg_eval is not None:
+                    seg_eval.add(masks[j].cpu(), batch["masks"][j])
+    finally:
+        pipeline.train(was_training)
+    out: Dict[str, float] = {}
+    if evaluator is not None:
+        coco = evaluator.compute()
+        out.update(map50_95=coco["map50_95"], map50=coco["map50"])
+    if psnrs:
+        out["psnr_y"] = float(np.mean(psnrs))
+    if seg_eval is not None:
+        out["miou"] = seg_eval.compute()["miou"]
+    return out

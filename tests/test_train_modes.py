@@ -1,0 +1,230 @@
+"""Task-driven training modes (cascade, joint, detector_on_rain) on a tiny synthetic YOLO dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from taskderain.config import ConfigError
+from taskderain.imageio import write_rgb
+from taskderain.train import Trainer, load_train_checkpoint, load_train_config, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def yolo_data(tmp_path_factory) -> Path:
+    """6 images 64x48 (non-square: letterbox padding matters) with 1-2 boxes each, 3 classes, masks."""
+    root = tmp_path_factory.mktemp("yolo")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        image = (rng.random((12, 16, 3)) * 80).astype(np.uint8).repeat(4, 0).repeat(4, 1)
+        labels, mask = [], np.zeros((48, 64), np.uint8)
+        for k in range(1 + i % 2):
+            c = (i + k) % 3
+            x0, y0 = 8 + 24 * k, 8 + 4 * (i % 3)
+            image[y0:y0 + 20, x0:x0 + 20] = [(200, 40, 40), (40, 200, 40), (40, 40, 200)][c]
+            mask[y0:y0 + 20, x0:x0 + 20] = c + 1
+            labels.append(f"{c} {(x0 + 10) / 64:.6f} {(y0 + 10) / 48:.6f} {20 / 64:.6f} {20 / 48:.6f}")
+        write_rgb(root / "images" / "train" / f"im{i}.png", image)
+        (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / "train" / f"im{i}.txt").write_text("\n".join(labels) + "\n")
+        (root / "masks").mkdir(exist_ok=True)
+        cv2.imwrite(str(root / "masks" / f"im{i}.png"), mask)
+    (root / "classes.yaml").write_text(yaml.safe_dump({"classes": {0: "unlabeled", 1: "a", 2: "b", 3: "c"}}))
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "images/train",
+                                                    "val": "images/train", "names": ["a", "b", "c"]}))
+    return root / "data.yaml"
+
+
+def config(data: Path, out: Path, mode: str = "cascade", **top) -> dict:
+    c = {"mode": mode, "out": str(out), "steps": 2, "seed": 1, "device": "cpu", "model": {"name": "mspfn_tiny"},
+         "data": {"detection": str(data), "imgsz": 64, "val_split": 2, "batch": 2, "rain_preset": "light"},
+         "detector": {"cfg": "yolov8n.yaml", "nc": 3}}
+    c.update(top)
+    return c
+
+
+def _det_state(trainer: Trainer) -> dict:
+    return {k: v.clone() for k, v in trainer.pipeline.detector.state_dict().items()}
+
+
+def _changed(before: dict, after: dict) -> set:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+# -- config ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw, overrides, match", [
+    ({"mode": "cascade", "steps": 1, "detector": {"cfg": "yolov8n.yaml"}}, [], r"'data.detection' .* required"),
+    (None, ["data.imgsz=50"], r"'data.imgsz' must be a positive multiple of 32"),
+    (None, ["data.images=x"], r"'data.images' is for mode 'restoration'"),
+    (None, ["detector.cfg=null"], r"'detector.weights' or 'detector.cfg' must be set"),
+    (None, ["loss.detection=-1"], r"'loss.detection' must be >= 0"),
+    (None, ["loss.detektion=1"], r"unknown key 'loss.detektion'"),
+    (None, ["optim.lr_detector=0"], r"'optim.lr_detector' must be > 0"),
+    (None, ["best_metric=miou"], r"'best_metric' 'miou' needs a segmenter"),
+    (None, ["segmenter.arch=Unet", "segmenter.num_classes=3"], r"'data.masks' .* required"),
+    (None, ["mode=detector_on_rain", "best_metric=psnr_y"], r"'best_metric' 'psnr_y' needs a derainer"),
+    (None, ["data.clean_prob=2"], r"'data.clean_prob' must be a probability"),
+])
+def test_task_config_errors_name_the_key(yolo_data, tmp_path, raw, overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_train_config(raw if raw is not None else config(yolo_data, tmp_path / "r"), overrides)
+
+
+def test_restoration_rejects_task_metric(tmp_path):
+    with pytest.raises(ConfigError, match=r"'best_metric' mode 'restoration' validates psnr_y only"):
+        load_train_config({"steps": 1, "data": {"images": "x"}, "best_metric": "map50"})
+
+
+def test_detector_class_count_must_match_data(yolo_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"'detector' detects 5 classes .* has 3"):
+        Trainer(load_train_config(config(yolo_data, tmp_path / "r"), ["detector.nc=5"]))
+
+
+# -- modes -----------------------------------------------------------------------------------------
+def test_cascade_trains_derainer_only_and_validates(yolo_data, tmp_path):
+    trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run")))
+    assert trainer.pipeline.detector.frozen and not trainer.pipeline.detector.training
+    assert [g["name"] for g in trainer.optimizer.param_groups] == ["derainer"]
+    det0 = _det_state(trainer)
+    der0 = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = trainer.fit()
+    assert result["step"] == 2 and result["epoch"] == 1
+    assert _changed(der0, trainer.model.state_dict())
+    assert not _changed(det0, trainer.pipeline.detector.state_dict())  # weights and BN buffers alike
+    for key in ("psnr_y", "map50_95", "map50", "best_psnr_y"):
+        assert key in result
+    assert 0.0 <= result["map50_95"] <= result["map50"] <= 1.0 and result["psnr_y"] > 10
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,lr,loss,val_psnr_y,val_map50_95,val_map50"
+    assert rows[-1].split(",")[4] != "" and len(rows) == 4  # 2 steps, 1 validation
+    ckpt = load_train_checkpoint(result["last"])
+    assert ckpt["train"]["stages"] == {}  # frozen detector not stored
+
+
+def test_joint_trains_every_stage_with_its_lr(yolo_data, tmp_path):
+    trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run", mode="joint"),
+                                        ["optim.lr=1e-3", "optim.lr_detector=2e-5", "optim.min_lr=0",
+                                         "best_metric=map50"]))
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert set(groups) == {"derainer", "detector"}
+    assert trainer.pipeline.detector.training and not trainer.pipeline.detector.frozen
+    det0, der0 = _det_state(trainer), {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    result = trainer.fit()
+    assert groups["derainer"]["lr"] == pytest.approx(1e-3 * 0.8 ** (1 / 20000))  # lr of the last step
+    assert groups["detector"]["lr"] == pytest.approx(2e-5 * 0.8 ** (1 / 20000))
+    changed = _changed(det0, trainer.pipeline.detector.state_dict())
+    assert any(k.endswith(".weight") for k in changed) and any(k.endswith("running_mean") for k in changed)
+    assert _changed(der0, trainer.model.state_dict())
+    assert "best_map50" in result
+    stages = load_train_checkpoint(result["last"])["train"]["stages"]
+    assert set(stages) == {"detector"}
+    assert all(torch.equal(stages["detector"][k], v) for k, v in trainer.pipeline.detector.state_dict().items())
+
+
+def test_detector_on_rain_trains_detector_only(yolo_data, tmp_path):
+    trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run", mode="detector_on_rain",
+                                               best_metric="map50_95")))
+    assert trainer.model.arch == "identity"
+    assert [g["name"] for g in trainer.optimizer.param_groups] == ["detector"]
+    det0 = _det_state(trainer)
+    result = trainer.fit()
+    assert _changed(det0, trainer.pipeline.detector.state_dict())
+    assert "psnr_y" not in result and {"map50_95", "map50", "best_map50_95"} <= set(result)
+    assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,val_map50_95,val_map50"
+
+
+def test_cascade_with_segmenter_reports_miou(yolo_data, tmp_path):
+    root = yolo_data.parent
+    c = config(yolo_data, tmp_path / "run", mode="joint", best_metric="miou", steps=1)
+    c["data"].update(masks=str(root / "masks"), class_map=str(root / "classes.yaml"))
+    c["segmenter"] = {"arch": "Unet", "encoder": "resnet18", "num_classes": 3}
+    trainer = Trainer(load_train_config(c, ["loss.segmentation=1.0"]))
+    assert {g["name"] for g in trainer.optimizer.param_groups} == {"derainer", "detector", "segmenter"}
+    seg0 = {k: v.clone() for k, v in trainer.pipeline.segmenter.state_dict().items()}
+    result = trainer.fit()
+    assert 0.0 <= result["miou"] <= 1.0 and "best_miou" in result
+    assert _changed(seg0, trainer.pipeline.segmenter.state_dict())
+    assert set(load_train_checkpoint(result["last"])["train"]["stages"]) == {"detector", "segmenter"}
+
+
+def test_joint_resume_equals_uninterrupted(yolo_data, tmp_path):
+    """2 steps per epoch: stop after 3 (mid epoch 1, last.pt saved every step), resume to 4 == 4 straight."""
+    ref = train(config(yolo_data, tmp_path / "ref", mode="joint", steps=4, best_metric="map50"))
+    part = config(yolo_data, tmp_path / "cut", mode="joint", steps=3, best_metric="map50", save_every=1)
+    train(part)
+    assert load_train_checkpoint(tmp_path / "cut" / "last.pt")["train"]["step"] == 3
+    resumed = train({**part, "steps": 4, "resume": True})
+    assert resumed["step"] == ref["step"] == 4
+    a, b = (load_train_checkpoint(tmp_path / r / "last.pt") for r in ("ref", "cut"))
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    da, db = a["train"]["stages"]["detector"], b["train"]["stages"]["detector"]
+    for key in da:
+        assert torch.equal(da[key], db[key]), key
+    assert resumed["map50"] == ref["map50"]
+
+
+def test_validation_maps_boxes_to_original_pixels(yolo_data, tmp_path, monkeypatch):
+    """A detector that returns the letterboxed ground truth scores mAP 1: the ratio_pad mapping is right."""
+    from taskderain.stages.results import Detections
+    from taskderain.train.tasks import validate_task
+
+    trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run"), ["data.imgsz=32"]))
+    task, detector = trainer.task, trainer.pipeline.detector
+    truth = iter([task.val[i] for i in task.val_indices])
+
+    def predict(images, **_):
+        out = []
+        for _ in range(images.shape[0]):
+            s = truth.__next__()
+            h, w = images.shape[-2:]
+            xywh = torch.as_tensor(s["bboxes"]) * torch.tensor([w, h, w, h])
+            xyxy = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
+            out.append(Detections(xyxy, torch.ones(len(xyxy)), torch.as_tensor(s["cls"]).long(), detector.names))
+        return out
+
+    monkeypatch.setattr(detector, "predict", predict)
+    metrics = validate_task(trainer.pipeline, task, 2, torch.device("cpu"), None)
+    assert metrics["map50_95"] == pytest.approx(1.0) and metrics["map50"] == pytest.approx(1.0)
+
+
+def test_segmenter_mode_trains_segmenter_on_clean_images(yolo_data, tmp_path):
+    root = yolo_data.parent
+    c = config(yolo_data, tmp_path / "run", mode="segmenter", best_metric="miou", detector={})
+    c["data"].update(masks=str(root / "masks"), class_map=str(root / "classes.yaml"))
+    c["segmenter"] = {"arch": "Unet", "encoder": "resnet18", "num_classes": 3}
+    trainer = Trainer(load_train_config(c))
+    assert trainer.pipeline.detector is None and trainer.model.arch == "identity"
+    assert [g["name"] for g in trainer.optimizer.param_groups] == ["segmenter"]
+    sample = trainer.train_set[0]
+    assert np.array_equal(sample["image"], sample["clean"])  # no rain in this mode
+    seg0 = {k: v.clone() for k, v in trainer.pipeline.segmenter.state_dict().items()}
+    result = trainer.fit()
+    assert _changed(seg0, trainer.pipeline.segmenter.state_dict())
+    assert set(result) >= {"miou", "best_miou"} and "map50" not in result
+    assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,val_miou"
+    with pytest.raises(ConfigError, match=r"'detector' is not used in mode 'segmenter'"):
+        load_train_config(c, ["detector.cfg=yolov8n.yaml"])
+
+
+def test_task_resume_checks_stage_settings(yolo_data, tmp_path):
+    out = tmp_path / "run"
+    train(config(yolo_data, out, mode="detector_on_rain", steps=1, best_metric="map50"))
+    with pytest.raises(Exception, match=r"'loss' differs"):
+        train(config(yolo_data, out, mode="detector_on_rain", steps=2, best_metric="map50", resume=True),
+              ["loss.detection=0.5"])
+    result = train(config(yolo_data, out, mode="detector_on_rain", steps=2, best_metric="map50", resume=True))
+    assert result["step"] == 2
