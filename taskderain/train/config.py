@@ -104,6 +104,7 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
     "val_every": ((int,), 1),                # validate every N epochs
     "best_metric": ((str,), "psnr_y"),
     "resume": ((bool,), False),              # continue from OUT/last.pt
+    "tensorboard": ((bool,), False),         # also log to OUT/tensorboard (needs the tensorboard package)
 }
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).

@@ -146,6 +146,23 @@ def epoch_batches(indices: Sequence[int], batch: int, seed: int, epoch: int) -> 
     return [chosen[i:i + batch] for i in range(0, len(chosen) - batch + 1, batch)]
 
 
+def rank_batches(batches: List[List[int]], rank: int, world: int) -> List[List[int]]:
+    """Rank ``rank``'s contiguous share (``len(batch) / world`` indices) of every global batch.
+
+    The ranks' shares are disjoint and together the global batches (DistributedSampler-like
+    sharding of the epoch's seeded permutation). Identity for ``world == 1``.
+    """
+    if world == 1:
+        return batches
+    out = []
+    for b in batches:
+        if len(b) % world:
+            raise ValueError(f"a batch of {len(b)} cannot be split evenly over {world} processes")
+        k = len(b) // world
+        out.append(b[rank * k:(rank + 1) * k])
+    return out
+
+
 def _collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"rainy": torch.stack([i["rainy"] for i in items]), "clean": torch.stack([i["clean"] for i in items]),
             "name": [i["name"] for i in items]}

@@ -5,14 +5,31 @@ Run layout under ``out``: ``last.pt`` (every ``save_every`` steps and at each ep
 ``best.pt`` (best validation ``best_metric``), ``log.csv`` (``step,epoch,lr,loss,val_<metric>...``:
 one row per optimizer step, one per validation; restoration logs ``val_psnr_y``, task modes
 ``val_psnr_y`` (with a derainer), ``val_map50_95``, ``val_map50``, ``val_miou`` (with a segmenter))
-and ``config.yaml``. Both checkpoints are derainer checkpoints with training state inside (see
+and ``config.yaml``; at the end ``curves.png`` (loss vs step, each validation metric vs epoch,
+from ``log.csv``) and, with ``tensorboard: true``, event files in ``tensorboard/``. Both
+checkpoints are derainer checkpoints with training state inside (see
 :mod:`taskderain.train.checkpoint`; trained detector / segmenter weights in ``train["stages"]``),
 so ``load_derainer(out / "best.pt")`` works and ``resume=true`` continues bit-exactly. The lr of
 the first param group is logged (task modes: one group per trained stage, each with its base lr).
+
+Distributed (``torchrun --nproc_per_node=N -m taskderain train CONFIG``; see :mod:`.dist`):
+``data.batch`` is the global batch, each rank trains on its ``batch / N`` share of every batch,
+gradients are averaged across the ranks — restoration mode through
+:class:`~torch.nn.parallel.DistributedDataParallel`, the task modes (whose loss is not the
+pipeline's ``forward``) by one flat all-reduce of the gradients after the backward passes — so a
+step equals the 1-process step on the same global batch (up to float summation order) when the
+loss is a mean over images (MSPFN loss; the detection loss is divided by the per-rank batch, so
+the averaged gradient is again the per-image mean; ultralytics' normalisation by the number of
+assigned targets and the Dice term are per rank, so task modes match only approximately).
+BatchNorm statistics are NOT synchronised (each rank normalises over its own share; trained
+detectors / segmenters in ``joint`` mode see per-rank batch statistics, no SyncBatchNorm).
+Rank 0 alone validates (the others wait for its metrics), logs, shows progress and writes files;
+every rank reads ``last.pt`` when resuming. The logged loss is the mean over the ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -30,8 +47,9 @@ from ..metrics.psnr import psnr_torch
 from ..models import CheckpointError, create_derainer
 from ..config import ConfigError
 from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
+from . import dist as D
 from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
-from .data import _collate, build_datasets, epoch_batches, make_loader
+from .data import _collate, build_datasets, epoch_batches, make_loader, rank_batches
 
 PathLike = Union[str, os.PathLike]
 LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"  # restoration mode
@@ -47,13 +65,19 @@ class Trainer:
     Args:
         config: a dict from :func:`~taskderain.train.config.load_train_config`.
         callback: called as ``callback(trainer)`` after every optimizer step (after any save),
-            e.g. for custom logging or early stops.
+            e.g. for custom logging or early stops; under torchrun on every rank (``trainer.rank``).
+
+    Under torchrun, build it inside an initialised process group (:func:`train` does that); a
+    Trainer made without one trains alone in each process.
     """
 
     def __init__(self, config: Dict[str, Any], callback: Optional[Callable[["Trainer"], None]] = None) -> None:
         self.config, self.callback = config, callback
         self.out = Path(config["out"])
         self.device = resolve_device(config["device"])
+        self.rank, self.world = D.rank(), D.world_size()
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", D.local_rank())
         seed = config["seed"]
         random.seed(seed)
         np.random.seed(seed)
@@ -79,6 +103,18 @@ class Trainer:
             params = self.model.parameters()
             self.train_set, self.indices, self.val_set = build_datasets(d, seed)
             self.metric_names = ("psnr_y",)
+        if d["batch"] % self.world:
+            raise ConfigError(f"train config: 'data.batch' ({d['batch']}, the global batch) must be divisible by "
+                              f"the number of processes ({self.world}); each trains on data.batch / {self.world}")
+        self.ddp: Optional[torch.nn.Module] = None
+        if self.world > 1:
+            if self.task is None:
+                from torch.nn.parallel import DistributedDataParallel
+
+                self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                                   if self.device.type == "cuda" else None)
+            else:
+                D.broadcast_module(self.pipeline)
         self.optimizer = torch.optim.Adam(params, lr=lr_at(0, o), betas=tuple(o["betas"]),
                                           weight_decay=o["weight_decay"])
         self.loss_fn = MSPFNLoss()
@@ -95,6 +131,13 @@ class Trainer:
         self.last_metric: Optional[float] = None  # of best_metric
         self.last_metrics: Dict[str, Optional[float]] = {k: None for k in self.metric_names}
         self.last_val_step = -1
+        self.writer: Any = None  # TensorBoard SummaryWriter (rank 0, tensorboard=true), opened by fit
+        if config["tensorboard"]:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError(f"train config: 'tensorboard' is true but TensorBoard is not usable ({exc}); "
+                                  "pip install tensorboard, or set tensorboard=false") from None
 
     @property
     def trained(self) -> torch.nn.Module:
@@ -127,6 +170,8 @@ class Trainer:
         d = self.config["data"]
         meta = {"training_data": d["paired"] or d["images"] or d["detection"], "metrics": metrics,
                 "step": self.step}
+        if not D.is_main():  # rank 0 writes the checkpoints
+            return self.out / name
         return save_train_checkpoint(self.out / name, self.model, self.state(), meta)
 
     def resume(self, path: PathLike) -> None:
@@ -153,6 +198,8 @@ class Trainer:
         for key in ("step", "epoch", "pos", "best", "last_metric", "last_metrics", "last_val_step", "log_rows"):
             setattr(self, key, train.get(key, getattr(self, key)))
         set_rng_state(train["rng"])
+        if not D.is_main():
+            return
         log = self.out / "log.csv"
         lines = (log.read_text().splitlines(keepends=True)[: self.log_rows + 1] if log.exists()
                  else [log_header(self.metric_names)])
@@ -162,9 +209,16 @@ class Trainer:
     def _log(self, lr: Optional[float], loss: Optional[float], metrics: Optional[Dict[str, float]] = None) -> None:
         fmt = lambda v: "" if v is None else f"{v:.9g}"  # noqa: E731
         values = ",".join(fmt((metrics or {}).get(k)) for k in self.metric_names)
+        self.log_rows += 1
+        if not D.is_main():
+            return
         with open(self.out / "log.csv", "a") as handle:
             handle.write(f"{self.step},{self.epoch},{fmt(lr)},{fmt(loss)},{values}\n")
-        self.log_rows += 1
+        if self.writer is not None:
+            scalars = {"train/lr": lr, "train/loss": loss, **{f"val/{k}": v for k, v in (metrics or {}).items()}}
+            for tag, value in scalars.items():
+                if value is not None:
+                    self.writer.add_scalar(tag, value, self.step)
 
     # -- work ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -191,7 +245,7 @@ class Trainer:
         return {"psnr_y": float(torch.cat(values).mean())}
 
     def _validate_and_log(self) -> bool:
-        metrics = self.validate()
+        metrics = D.broadcast_object(self.validate() if D.is_main() else None)  # rank 0 validates
         self.last_val_step = self.step
         if metrics is None:
             return False
@@ -216,6 +270,7 @@ class Trainer:
         """Optimizer steps of the current epoch from ``pos`` until its end or the last step."""
         d, acc = self.config["data"], self.accumulate
         batches = epoch_batches(self.indices, d["batch"], self.config["seed"], self.epoch)[: self.steps_per_epoch * acc]
+        batches = rank_batches(batches, self.rank, self.world)
         if self.task is not None:
             from ..data import collate_batch
 
@@ -234,19 +289,27 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
-            for _ in range(acc):
+            for micro in range(acc):
                 batch = next(batches_left)
-                if self.task is not None:
-                    from .tasks import task_loss
+                # DDP: all-reduce the gradients on the last micro-batch only
+                skip_sync = self.ddp is not None and micro < acc - 1
+                with self.ddp.no_sync() if skip_sync else contextlib.nullcontext():
+                    if self.task is not None:
+                        from .tasks import task_loss
 
-                    loss = task_loss(self.pipeline, batch, self.config["loss"], self.device, self.amp_dtype)[0] / acc
-                else:
-                    rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
-                    with autocast(self.device, self.amp_dtype):
-                        derained = self.model(rainy)
-                    loss = self.loss_fn(derained.float(), clean) / acc
-                loss.backward()
+                        loss = task_loss(self.pipeline, batch, self.config["loss"], self.device,
+                                         self.amp_dtype)[0] / acc
+                    else:
+                        rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
+                        with autocast(self.device, self.amp_dtype):
+                            derained = (self.ddp or self.model)(rainy)
+                        loss = self.loss_fn(derained.float(), clean) / acc
+                    loss.backward()
                 loss_sum += float(loss.detach())
+            if self.world > 1:
+                if self.ddp is None:
+                    D.average_gradients(params)
+                loss_sum = D.all_reduce_mean(loss_sum, self.device)
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(f"loss is {loss_sum} at step {self.step + 1}; lower optim.lr or "
                                          f"set grad_clip (last good weights: {self.out / 'last.pt'})")
@@ -267,7 +330,7 @@ class Trainer:
 
         Returns:
             ``{"step", "epoch", <metric> (last validation of each of ``metric_names``, or None),
-            "best_<best_metric>", "out", "last", "best" (path or None), "log"}``; restoration:
+            "best_<best_metric>", "out", "last", "best" (path or None), "log", "world_size" (processes)}``; restoration:
             ``psnr_y`` (dB) and ``best_psnr_y``.
         """
         from tqdm import tqdm
@@ -281,28 +344,53 @@ class Trainer:
             if last.exists():
                 raise ConfigError(f"{self.out} already holds a run ({last}); set resume=true to continue it, "
                                   "or choose another out")
-            self.out.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(self.out / "log.csv", log_header(self.metric_names).encode())
-        write_bytes_atomic(self.out / "config.yaml", yaml.safe_dump(self.config, sort_keys=False).encode())
-        with tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=None) as progress:
-            while True:
-                if self.pos >= self.steps_per_epoch:
-                    self._end_epoch()
-                    continue
-                if self.step >= self.total_steps:
-                    break
-                self._train_steps(progress)
-        if self.last_val_step != self.step and self.val_set is not None:
-            if self._validate_and_log():
-                self.save("best.pt")
-        self.save("last.pt")
+            D.barrier()  # every rank has seen that there is no run yet before rank 0 writes
+            if D.is_main():
+                self.out.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(self.out / "log.csv", log_header(self.metric_names).encode())
+        if D.is_main():
+            write_bytes_atomic(self.out / "config.yaml", yaml.safe_dump(self.config, sort_keys=False).encode())
+        if self.config["tensorboard"] and D.is_main():
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step + 1)
+        try:
+            with tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
+                      disable=None if D.is_main() else True) as progress:
+                while True:
+                    if self.pos >= self.steps_per_epoch:
+                        self._end_epoch()
+                        continue
+                    if self.step >= self.total_steps:
+                        break
+                    self._train_steps(progress)
+            if self.last_val_step != self.step and self.val_set is not None:
+                if self._validate_and_log():
+                    self.save("best.pt")
+            self.save("last.pt")
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+        if D.is_main():
+            from .curves import write_curves
+
+            write_curves(self.out / "log.csv", self.out / "curves.png")
+        D.barrier()  # the files are written before any rank returns
         best = self.out / "best.pt"
         return {"step": self.step, "epoch": self.epoch, **self.last_metrics,
                 f"best_{self.config['best_metric']}": self.best, "out": str(self.out), "last": str(last),
-                "best": str(best) if best.exists() else None, "log": str(self.out / "log.csv")}
+                "best": str(best) if best.exists() else None, "log": str(self.out / "log.csv"),
+                "world_size": self.world}
 
 
 def train(config: Union[PathLike, Dict[str, Any]], overrides: Iterable[str] = (),
           callback: Optional[Callable[[Trainer], None]] = None) -> Dict[str, Any]:
-    """Train from a YAML path or dict plus ``key=value`` overrides; see :meth:`Trainer.fit` for the result."""
-    return Trainer(load_train_config(config, overrides), callback).fit()
+    """Train from a YAML path or dict plus ``key=value`` overrides; see :meth:`Trainer.fit` for the result.
+
+    Under torchrun (``WORLD_SIZE > 1``) this initialises the process group first and destroys it
+    at the end, also on errors (see :mod:`.dist`); every rank returns the summary.
+    """
+    config = load_train_config(config, overrides)
+    with D.distributed(resolve_device(config["device"])):
+        return Trainer(config, callback).fit()
