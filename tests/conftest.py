@@ -38,3 +38,15 @@ def _deterministic():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: bitwise-equal runs need the same thread count in every process (training
+    subprocesses use 1), tiny tensors gain nothing from threads, and OpenMP barriers stall when the
+    cores are shared. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

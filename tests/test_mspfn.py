@@ -15,13 +15,7 @@ from taskderain.models.mspfn import MSPFN
 EXPECTED_PARAMS = {"mspfn": 20_995_776, "mspfn_m17n1": 15_823_424, "mspfn_lite": 1_616_688, "mspfn_tiny": 57_560}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and OpenMP barriers stall when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -10,7 +10,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -22,33 +21,21 @@ from taskderain.rain import add_rain, image_seed, rain_params
 from taskderain.train import OnlineRainPairs, load_train_checkpoint, load_train_config, lr_at, train
 from taskderain.train.data import epoch_batches
 
+from training_setup import tiny_train_config, write_clean_images
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Bitwise-equal runs need the same thread count in every process (the subprocesses use 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    """8 clean 40x40 PNGs with some structure (blocks of noise)."""
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "clean"
-    for i in range(8):
-        write_rgb(folder / f"im{i}.png", (rng.random((10, 10, 3)) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1))
-    return folder
+    return write_clean_images(tmp_path / "clean", 8)
 
 
 def tiny(images: Path, out: Path, **top) -> dict:
-    config = {"out": str(out), "steps": 10, "seed": 3, "device": "cpu", "model": {"name": "mspfn_tiny"},
-              "data": {"images": str(images), "val_split": 2, "val_crop": 32, "patch_size": 24, "batch": 2}}
-    config.update(top)
-    return config
+    return tiny_train_config(images, out, steps=top.pop("steps", 10), batch=2, **top)
 
 
 # -- config ----------------------------------------------------------------------------------------

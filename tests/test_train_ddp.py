@@ -13,40 +13,26 @@ import torch
 import yaml
 
 from taskderain.config import ConfigError
-from taskderain.imageio import write_rgb
 from taskderain.models import load_derainer
 from taskderain.train import train
 from taskderain.train.curves import read_log
 from taskderain.train.data import epoch_batches, rank_batches
 
+from training_setup import tiny_train_config, write_clean_images
+
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is needed")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+GLOO = torch.distributed.is_available() and torch.distributed.is_gloo_available()
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not GLOO, reason="torch.distributed with gloo is needed")]
 
 
 @pytest.fixture
 def images(tmp_path: Path) -> Path:
-    """10 clean 40x40 PNGs (blocks of noise): 8 train, 2 validation."""
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "clean"
-    for i in range(10):
-        write_rgb(folder / f"im{i}.png", (rng.random((10, 10, 3)) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1))
-    return folder
+    return write_clean_images(tmp_path / "clean", 10)
 
 
 def tiny(images: Path, out: Path, **top) -> dict:
-    config = {"out": str(out), "steps": 5, "seed": 3, "device": "cpu", "model": {"name": "mspfn_tiny"},
-              "data": {"images": str(images), "val_split": 2, "val_crop": 32, "patch_size": 24, "batch": 4}}
-    config.update(top)
-    return config
+    return tiny_train_config(images, out, steps=top.pop("steps", 5), batch=4, **top)
 
 
 def torchrun(config: dict, tmp_path: Path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:

@@ -15,12 +15,7 @@ from taskderain.imageio import write_rgb
 from taskderain.train import Trainer, load_train_checkpoint, load_train_config, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
