@@ -110,7 +110,7 @@ def derain_tensor(model: Derainer, images: torch.Tensor, tile: Optional[int] = N
             return model(x.to(device, torch.float32)).float()
 
     if tile is None or (tile >= height and tile >= width):
-        return run(images).clamp_(0, 1).to(images.device)
+        return run(images).clamp(0, 1).to(images.device)  # not in place: identity returns its input
     if tile <= overlap:
         raise ValueError(f"tile ({tile}) must be larger than overlap ({overlap})")
     out = torch.zeros(images.shape, dtype=torch.float64)

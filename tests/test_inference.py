@@ -77,3 +77,10 @@ def test_cuda_matches_cpu():
     assert float((cpu - gpu).abs().max()) < 1e-3
     half = derain_tensor(model, x.cuda(), dtype=torch.float16).cpu()
     assert float((cpu - half).abs().max()) < 2e-2
+
+
+def test_identity_does_not_modify_the_callers_tensor():
+    x = torch.tensor([-0.5, 0.5, 1.5]).view(1, 1, 1, 3).expand(1, 3, 1, 3).contiguous()
+    before = x.clone()
+    out = derain_tensor(create_derainer("identity"), x)
+    assert torch.equal(x, before) and float(out.min()) == 0.0 and float(out.max()) == 1.0
