@@ -17,15 +17,16 @@ back, so the paired figure is less sensitive to load changing between repeats).
 The input image is read once, before timing, into a contiguous (1,3,H,W) float tensor: file
 reading is excluded from all three routes. (``to_tensor`` alone gives a channels-last strided
 view, on which the derainer is a few % slower; ``Pipeline.predict`` copies its input to a
-contiguous batch anyway, so without ``.contiguous()`` the separate route would lose by layout.) The naive route's PNG encode + write (``write_rgb`` fsyncs) and
-ultralytics' read-back of it are part of that route, since they are what it costs.
+contiguous batch anyway, so without ``.contiguous()`` the separate route would lose by layout.)
+The naive route's PNG encode + write (``write_rgb`` fsyncs) and ultralytics' read-back of it are
+part of that route, since they are what it costs.
 
-With ``--derainer identity`` the glue is measured against detection alone (~0.1 s), so it shows
-as several %: ``derain_tensor`` then returns the input tensor itself, so the separate route's
-detector reads the same (cache-warm) buffer every time, while ``Pipeline.predict`` copies the
-input (``torch.stack``) and switches the whole module tree to eval mode on every call.
+With ``--derainer identity`` the glue is measured against detection alone (~0.1 s), so the few
+ms that ``Pipeline.predict`` adds (copying the input into a batch with ``torch.stack``, switching
+the whole module tree to eval mode on every call) show as several %.
 
-Routes are interleaved per repeat (order rotated every repeat) so load changes hit all of them.
+Routes are interleaved per repeat (cycling through all six orders) so load changes and cache
+effects hit all of them alike.
 The naive ``YOLO`` object is created once and warmed up outside the timing loop. ultralytics'
 predictor setup calls ``select_device("cpu")``, which sets torch to ``os.cpu_count() - 1``
 threads for the whole process; the thread count is restored after every naive call (outside the
@@ -40,6 +41,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -60,6 +62,10 @@ DEFAULT_JSON = REPO / "benchmarks" / "results" / "pipeline_speed.json"
 SHARED_YOLO = REPO.parent / "shared" / "weights" / "yolov8n_coco.pt"
 DERAINERS = ("mspfn_lite", "prenet", "identity")
 ROUTES = ("pipeline", "separate", "naive")
+# Route orders, cycled per (repeat, image): every route runs in every position and right after every
+# other route equally often. (A plain rotation always puts the same route after the naive one, whose
+# ultralytics predictor evicts the caches: that route then looks ~10 ms slower.)
+ORDERS = list(itertools.permutations(ROUTES))
 
 
 def default_weights() -> Tuple[str, str]:
@@ -194,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_route("naive", images[0]["name"], images[0]["x"])  # YOLO predictor setup, untimed, whatever --warmup
         thread_resets = 0  # that setup is expected to change the thread count once
         for rep in range(-args.warmup, args.repeats):
-            order = ROUTES[rep % 3:] + ROUTES[:rep % 3]
-            for img in images:
+            for i, img in enumerate(images):
+                order = ORDERS[(rep * len(images) + i) % len(ORDERS)]
                 for route in order:
                     seconds, dets = run_route(route, img["name"], img["x"])
                     if rep >= 0:
