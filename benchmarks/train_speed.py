@@ -42,33 +42,19 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from derain_speed import machine  # noqa: E402  (benchmarks/ is not a package)
+from pipeline_speed import default_weights, is_yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "train_speed.json"
-SHARED_YOLO = REPO.parent / "shared" / "weights" / "yolov8n_coco.pt"
 ROUTES = ("restoration", "detection", "joint", "cascade")
 #: trainer defaults (taskderain.train.config): optim.lr, optim.lr_detector, loss weights.
 LR_DERAINER, LR_DETECTOR = 5e-4, 1e-4
-
-
-def default_weights() -> Tuple[str, str]:
-    """(weights, where from): $TASKDERAIN_YOLO, then ../shared/weights/yolov8n_coco.pt, else yolov8n.yaml."""
-    env = os.environ.get("TASKDERAIN_YOLO")
-    if env:
-        return env, "$TASKDERAIN_YOLO"
-    if SHARED_YOLO.is_file():
-        return str(SHARED_YOLO), "../shared/weights (pretrained COCO)"
-    return "yolov8n.yaml", "no checkpoint found: yolov8n.yaml, random init"
-
-
-def is_yaml(weights: str) -> bool:
-    return Path(weights).suffix.lower() in (".yaml", ".yml")
 
 
 def make_batch(batch: int, imgsz: int, boxes_per_image: int, nc: int, seed: int) -> Dict[str, Any]:
