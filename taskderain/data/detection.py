@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
-import yaml
 from torch.utils.data import Dataset
 
+from ..config import read_yaml
 from ..imageio import is_image_file, read_rgb
 from .labels import LabelError, LabelReport, check_boxes, scan_labels
 
@@ -39,12 +39,7 @@ def load_data_yaml(path: PathLike) -> Dict[str, Any]:
         FileNotFoundError / ValueError: naming the YAML and the missing key or folder.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"cannot parse data YAML {path}: {exc}") from None
+    data = read_yaml(path, "data YAML")
     if "names" not in data:
         raise ValueError(f"data YAML {path} has no 'names' (class names)")
     names = data["names"]
