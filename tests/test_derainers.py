@@ -85,6 +85,17 @@ def test_checkpoint_roundtrip_keeps_config_and_metadata(tmp_path):
     assert saved["metadata"]["metrics"] == {"psnr_y": 1.5} and saved["metadata"]["taskderain_version"]
 
 
+def test_half_checkpoint_is_smaller_and_loads_into_float32(tmp_path):
+    model = create_derainer("mspfn_tiny")
+    full, half = save_derainer(model, tmp_path / "f.pt"), save_derainer(model, tmp_path / "h.pt", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    again = load_derainer(half)
+    assert all(p.dtype == torch.float32 for p in again.parameters())
+    assert torch.load(half, weights_only=True)["metadata"]["storage"] == "float16"
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a.half().float(), b) if a.is_floating_point() else torch.equal(a, b), name
+
+
 def test_wrong_architecture_checkpoint_names_both(tmp_path):
     path = save_derainer(create_derainer("mspfn_tiny"), tmp_path / "tiny.pt")
     with pytest.raises(CheckpointError, match=r"tiny\.pt holds a 'mspfn' derainer.*'prenet'"):

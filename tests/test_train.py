@@ -101,6 +101,67 @@ def test_online_rain_is_a_function_of_seed_epoch_index(images):
     assert torch.equal((val["rainy"] * 255).round().byte().permute(1, 2, 0), torch.from_numpy(expected))
 
 
+def test_online_rain_intensity_range_draws_per_image(images):
+    from taskderain.imageio import read_rgb
+    from taskderain.metrics import psnr
+    from taskderain.train.config import rain_spec
+
+    files = sorted(images.iterdir())
+    spec = rain_spec({"rain_preset": "heavy", "rain_intensity": [0.1, 0.9]})
+    assert spec == (0.1, 0.9)
+    ds = OnlineRainPairs(files, spec, rain_seed=5, patch_size=None, train=False)
+    scores = [psnr((ds[i]["rainy"] * 255).round().byte().permute(1, 2, 0).numpy(), read_rgb(files[i]))
+              for i in range(len(files))]
+    assert max(scores) - min(scores) > 3.0  # intensities differ between images (one preset: < 1 dB here)
+    again = OnlineRainPairs(files, spec, rain_seed=5, patch_size=None, train=False)
+    assert torch.equal(ds[2]["rainy"], again[2]["rainy"])
+    train_set = OnlineRainPairs(files, spec, rain_seed=5, patch_size=24, seed=1)
+    assert torch.equal(train_set[1]["rainy"], OnlineRainPairs(files, spec, rain_seed=5, patch_size=24, seed=1)[1]["rainy"])
+    for bad in ([0.5, 0.2], [0.1, 1.5], [0.3]):
+        with pytest.raises(ValueError, match="low, high"):
+            rain_spec({"rain_preset": None, "rain_intensity": bad})
+    with pytest.raises(ConfigError, match="'data.rain_intensity' as a \\[low, high\\] range is for online rain"):
+        load_train_config({"mode": "joint", "steps": 1, "data": {"detection": "d.yaml", "rain_intensity": [0.1, 0.2]},
+                           "detector": {"cfg": "yolov8n.yaml"}})
+
+
+def test_repeat_gives_each_pass_its_own_crop_and_rain(images):
+    files = sorted(images.iterdir())
+    once = OnlineRainPairs(files, rain_params("light"), rain_seed=1, patch_size=24, seed=2)
+    twice = OnlineRainPairs(files, rain_params("light"), rain_seed=1, patch_size=24, seed=2, repeat=2)
+    assert len(twice) == 2 * len(files) and twice[len(files) + 3]["name"] == files[3].stem
+    assert torch.equal(twice[3]["rainy"], once[3]["rainy"])  # the first pass is the repeat=1 epoch
+    assert not torch.equal(twice[len(files) + 3]["clean"], twice[3]["clean"])
+    with pytest.raises(ConfigError, match="'data.repeat' is for online rain"):
+        load_train_config({"steps": 1, "data": {"paired": "p", "repeat": 2}})
+
+
+def test_images_from_a_txt_list(images, tmp_path):
+    from taskderain.train.data import list_images
+
+    files = sorted(images.iterdir())
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{files[3]}\nclean/{files[1].name}\n\n")  # absolute, and relative to the list
+    assert list_images(listing) == [files[3], tmp_path / "clean" / files[1].name]
+    listing.write_text("clean/nothing.png\n")
+    with pytest.raises(FileNotFoundError, match=r"list.txt lists 1 missing image\(s\), e.g. .*nothing.png"):
+        list_images(listing)
+
+
+def test_time_budget_stops_saves_and_resume_continues(images, tmp_path):
+    from taskderain.train import Trainer
+
+    config = load_train_config(tiny(images, tmp_path / "run", steps=50), ["time=1e-9"])
+    result = Trainer(config).fit()
+    assert result["stopped_by_time"] and result["step"] == 1  # the step that crossed the budget ends the run
+    assert load_train_checkpoint(result["last"])["train"]["step"] == 1
+    assert result["psnr_y"] is not None  # validated before stopping
+    again = train(tiny(images, tmp_path / "run", steps=4), ["resume=true"])
+    assert again["step"] == 4 and not again["stopped_by_time"]
+    with pytest.raises(ConfigError, match="'time' must be > 0 hours"):
+        load_train_config(tiny(images, tmp_path / "x"), ["time=0"])
+
+
 # -- training, checkpoints -------------------------------------------------------------------------
 def test_train_writes_checkpoints_load_derainer_reads(images, tmp_path):
     from taskderain.train import Trainer

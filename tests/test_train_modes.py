@@ -153,6 +153,27 @@ def test_cascade_with_segmenter_reports_miou(yolo_data, tmp_path):
     assert 0.0 <= result["miou"] <= 1.0 and "best_miou" in result
     assert _changed(seg0, trainer.pipeline.segmenter.state_dict())
     assert set(load_train_checkpoint(result["last"])["train"]["stages"]) == {"detector", "segmenter"}
+    # the trained stages come back as a pipeline and as stand-alone files that reproduce it
+    from taskderain.models import load_derainer
+    from taskderain.stages import create_detector, load_segmenter
+    from taskderain.train import export_stages, load_trained_pipeline
+
+    pipe = load_trained_pipeline(result["last"])
+    x = torch.rand(1, 3, 64, 64)
+    trained = trainer.pipeline.eval()
+    with torch.no_grad():
+        assert torch.equal(pipe.segmenter(x), trained.segmenter(x))
+        assert torch.equal(pipe.derainer(x), trained.derainer(x))
+    files = export_stages(result["last"], tmp_path / "export", half=False)
+    assert set(files) == {"derainer", "detector", "segmenter"}
+    detector = create_detector(weights=files["detector"], imgsz=64)
+    with torch.no_grad():
+        torch.testing.assert_close(detector.eval()(x).preds, trained.detector(x).preds)
+        torch.testing.assert_close(load_segmenter(files["segmenter"]).eval()(x), trained.segmenter(x))
+        torch.testing.assert_close(load_derainer(files["derainer"]).eval()(x), trained.derainer(x))
+    from ultralytics import YOLO
+
+    assert len(YOLO(str(files["detector"])).names) == 3  # a real ultralytics checkpoint
 
 
 def test_joint_resume_equals_uninterrupted(yolo_data, tmp_path):

@@ -116,24 +116,33 @@ def load_weights(model: Derainer, path: PathLike, strict: bool = True) -> Dict[s
     return dict(obj.get("metadata", {})) if is_taskderain_checkpoint(obj) else {}
 
 
-def save_derainer(model: Derainer, path: PathLike, metadata: Optional[Dict[str, Any]] = None) -> Path:
+def save_derainer(model: Derainer, path: PathLike, metadata: Optional[Dict[str, Any]] = None,
+                  half: bool = False) -> Path:
     """Write ``model`` as a taskderain checkpoint, atomically.
 
     Args:
         metadata: extra facts to keep, e.g. ``{"training_data": "Rain100L train", "metrics": {"psnr_y": 32.1}}``.
+        half: store floating-point tensors as float16 (half the size; loading casts them back to
+            the model's dtype).
     """
     ckpt = {"format": FORMAT, "arch": model.arch, "preset": model.preset, "config": dict(model.config)}
-    return write_checkpoint(path, ckpt, model, metadata)
+    return write_checkpoint(path, ckpt, model, metadata, half=half)
 
 
 def write_checkpoint(path: PathLike, fields: Dict[str, Any], module: torch.nn.Module,
-                     metadata: Optional[Dict[str, Any]] = None) -> Path:
-    """Save ``fields`` + ``module``'s CPU state_dict + metadata (library/torch version, time), atomically."""
+                     metadata: Optional[Dict[str, Any]] = None, half: bool = False) -> Path:
+    """Save ``fields`` + ``module``'s CPU state_dict + metadata (library/torch version, time), atomically.
+
+    ``half=True`` stores floating-point tensors as float16 (``metadata["storage"] = "float16"``).
+    """
     from .. import __version__
 
     meta = {"taskderain_version": __version__, "torch_version": str(torch.__version__),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(metadata or {})}
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        meta["storage"] = "float16"
     buffer = io.BytesIO()
     torch.save({**fields, "state_dict": state, "metadata": meta}, buffer)
     write_bytes_atomic(path, buffer.getvalue())

@@ -21,6 +21,7 @@ _LAZY = {
     "create_segmenter": "taskderain.stages.checkpoint",
     "save_segmenter": "taskderain.stages.checkpoint",
     "load_segmenter": "taskderain.stages.checkpoint",
+    "save_detector": "taskderain.stages.checkpoint",
 }
 
 __all__ = list(_LAZY)

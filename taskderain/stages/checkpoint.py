@@ -1,4 +1,5 @@
-"""taskderain's checkpoint format for segmenters (detectors keep ultralytics' own ``.pt`` format).
+"""taskderain's checkpoint format for segmenters (detectors keep ultralytics' own ``.pt`` format,
+written by :func:`save_detector`).
 
 A checkpoint is a ``torch.save``'d dict::
 
@@ -14,12 +15,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 
 from ..models.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .segmenter import Segmenter
+
+if TYPE_CHECKING:
+    from .detector import Detector
 
 FORMAT = "taskderain.segmenter/1"
 PathLike = Union[str, os.PathLike]
@@ -40,16 +44,19 @@ def read_segmenter_checkpoint(path: PathLike) -> Dict[str, Any]:
     return dict(obj)
 
 
-def save_segmenter(segmenter: Segmenter, path: PathLike, metadata: Optional[Dict[str, Any]] = None) -> Path:
+def save_segmenter(segmenter: Segmenter, path: PathLike, metadata: Optional[Dict[str, Any]] = None,
+                   half: bool = False) -> Path:
     """Write ``segmenter`` as a taskderain checkpoint, atomically.
 
     Args:
         metadata: extra facts to keep, e.g. ``{"training_data": "COCO128 masks", "metrics": {"miou": 0.41}}``.
+        half: store floating-point tensors as float16 (loading casts them back).
     """
     fields = {"format": FORMAT, "arch": segmenter.arch, "encoder": segmenter.encoder_name,
               "num_classes": segmenter.num_classes, "names": dict(segmenter.names),
               "ignore_index": segmenter.ignore_index, "config": dict(segmenter.config)}
-    return write_checkpoint(path, fields, segmenter, {"encoder_weights": segmenter.encoder_weights, **(metadata or {})})
+    return write_checkpoint(path, fields, segmenter, {"encoder_weights": segmenter.encoder_weights, **(metadata or {})},
+                            half=half)
 
 
 def _load_state(segmenter: Segmenter, ckpt: Dict[str, Any], path: PathLike) -> None:
@@ -105,3 +112,34 @@ def create_segmenter(arch: str = "Unet", encoder: str = "resnet18", num_classes:
     segmenter = Segmenter(**config)
     _load_state(segmenter, ckpt, weights)
     return segmenter
+
+
+def save_detector(detector: "Detector", path: PathLike, metadata: Optional[Dict[str, Any]] = None,
+                  half: bool = True) -> Path:
+    """Write ``detector`` as an ultralytics checkpoint (``YOLO(path)`` and ``create_detector(weights=path)`` load it).
+
+    The layout is ultralytics' own (``model`` pickled, ``train_args``, ``date``, ``version``;
+    ``ema``/``optimizer`` None), float16 by default as ultralytics saves; taskderain's facts go
+    under ``"taskderain"``. Written atomically.
+    """
+    import copy
+    import io
+    import time
+
+    import ultralytics
+
+    from .. import __version__
+    from ..imageio import write_bytes_atomic
+
+    model = copy.deepcopy(detector.model).cpu().eval()
+    for p in model.parameters():
+        p.requires_grad_(True)  # ultralytics' own checkpoints keep parameters trainable
+    args = model.args if isinstance(model.args, dict) else dict(vars(model.args))
+    ckpt = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "version": ultralytics.__version__, "epoch": -1,
+            "best_fitness": None, "model": model.half() if half else model, "ema": None, "updates": None,
+            "optimizer": None, "train_args": args,
+            "taskderain": {"taskderain_version": __version__, **(metadata or {})}}
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+    return Path(path)

@@ -18,6 +18,8 @@ _LAZY = {
     "MODES": "taskderain.train.config",
     "load_train_checkpoint": "taskderain.train.checkpoint",
     "OnlineRainPairs": "taskderain.train.data",
+    "load_trained_pipeline": "taskderain.train.export",
+    "export_stages": "taskderain.train.export",
 }
 
 __all__ = sorted(_LAZY)

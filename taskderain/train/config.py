@@ -11,6 +11,11 @@ MSPFN recipe (docs/mspfn.md): 96 px patches, batch 12, Adam β (0.9, 0.999),
     data: {paired: data/Rain100L/train, val: data/Rain100L/test, val_crop: 256}
     # or online rain on clean images, the last 10 % held out for validation:
     # data: {images: data/clean, rain_preset: heavy, rain_seed: 0, val_split: 0.1}
+    # rain_intensity: [0.1, 0.45] instead of a preset draws a new intensity for every image
+
+Set ``time: 0.5`` (hours, as ultralytics' ``time=``) to stop after a wall-clock budget: the run
+ends after the step that crosses it, validated and saved, and ``resume=true`` with more time or
+steps continues it exactly.
 
 Numbers written ``1e-3`` (a string to YAML 1.1) are read as floats.
 """
@@ -19,10 +24,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple, Union
 
 from ..config import (ConfigError, Number, PathLike, merge, parse_overrides, read_yaml, resolve_relative,
                       validate_schema)
+
+if TYPE_CHECKING:
+    from ..rain.params import RainParams
 
 #: training modes (see :mod:`taskderain.train.tasks` for the task-driven ones).
 MODES = ("restoration", "cascade", "joint", "detector_on_rain", "segmenter")
@@ -43,12 +51,13 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
         "paired": ((str, None), None),       # paired rainy/clean root (see data.paired.find_pairs)
         "images": ((str, None), None),       # OR a clean image folder: rain is synthesised online
         "rain_preset": ((str, None), "heavy"),
-        "rain_intensity": (Number + (None,), None),
+        "rain_intensity": (Number + (list, None), None),  # [low, high]: a new intensity per image (restoration)
         "rain_seed": ((int,), 0),
         "val": ((str, None), None),          # paired root (or, with data.images, a clean folder)
         "val_split": (Number, 0),            # <1: fraction, >=1: count of the training images held out (the last ones)
         "val_crop": ((int, None), None),     # centre crop of validation images; null = whole images
         "patch_size": ((int,), 96),
+        "repeat": ((int,), 1),               # data.images: passes over the images per epoch (small sets)
         "batch": ((int,), 12),
         "workers": ((int,), 0),
         # task modes (cascade, joint, detector_on_rain):
@@ -103,6 +112,7 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
     "save_every": ((int,), 0),               # last.pt every N steps (0: only at epoch ends)
     "val_every": ((int,), 1),                # validate every N epochs
     "best_metric": ((str,), "psnr_y"),
+    "time": (Number + (None,), None),        # training budget in hours (ultralytics' time=): stop after it
     "resume": ((bool,), False),              # continue from OUT/last.pt
     "tensorboard": ((bool,), False),         # also log to OUT/tensorboard (needs the tensorboard package)
 }
@@ -140,6 +150,8 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
     for key, low in (("accumulate", 1), ("save_every", 0), ("val_every", 1)):
         if c[key] < low:
             _fail(where, key, f"must be >= {low}, got {c[key]}")
+    if c["time"] is not None and c["time"] <= 0:
+        _fail(where, "time", f"must be > 0 hours or null, got {c['time']}")
     if c["grad_clip"] is not None and c["grad_clip"] <= 0:
         _fail(where, "grad_clip", f"must be > 0 or null, got {c['grad_clip']}")
     d = c["data"]
@@ -147,7 +159,9 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
         _check_task(c, where)
     elif (d["paired"] is None) == (d["images"] is None):
         _fail(where, "data.paired", "or 'data.images' must be set, not both (paired root, or clean images + online rain)")
-    for key, low in (("patch_size", 1), ("batch", 1), ("workers", 0)):
+    if d["repeat"] != 1 and d["images"] is None:
+        _fail(where, "data.repeat", "is for online rain on data.images (restoration mode)")
+    for key, low in (("patch_size", 1), ("batch", 1), ("workers", 0), ("repeat", 1)):
         if d[key] < low:
             _fail(where, f"data.{key}", f"must be >= {low}, got {d[key]}")
     if d["val_split"] < 0 or (d["val_split"] >= 1 and d["val_split"] != int(d["val_split"])):
@@ -156,11 +170,12 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
         _fail(where, "data.val", "and 'data.val_split' exclude each other; set one")
     if d["val_crop"] is not None and d["val_crop"] < 1:
         _fail(where, "data.val_crop", f"must be >= 1 or null, got {d['val_crop']}")
+    if isinstance(d["rain_intensity"], list) and (d["images"] is None or c["mode"] in TASK_MODES):
+        _fail(where, "data.rain_intensity", "as a [low, high] range is for online rain in mode 'restoration' "
+              "(data.images); give one number")
     if d["images"] is not None or c["mode"] in TASK_MODES:
-        from ..rain import rain_params
-
         try:
-            rain_params(d["rain_preset"] if d["rain_intensity"] is None else None, d["rain_intensity"])
+            rain_spec(d)
         except (KeyError, ValueError, TypeError) as exc:
             _fail(where, "data.rain_preset", f"/ 'data.rain_intensity' invalid: {exc}")
     o = c["optim"]
@@ -176,6 +191,25 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
     for key in ("min_lr", "weight_decay"):
         if o[key] < 0:
             _fail(where, f"optim.{key}", f"must be >= 0, got {o[key]}")
+
+
+def rain_spec(data: Dict[str, Any]) -> Union["RainParams", Tuple[float, float]]:
+    """The rain of ``config["data"]``: fixed :class:`~taskderain.rain.RainParams` (``rain_preset`` or
+    one ``rain_intensity``) or an intensity range ``(low, high)`` (``rain_intensity: [low, high]``).
+
+    Raises:
+        ValueError: an unknown preset, an intensity outside [0, 1] or a range that is not two
+            increasing numbers.
+    """
+    from ..rain import rain_params
+
+    intensity = data["rain_intensity"]
+    if isinstance(intensity, list):
+        ok = len(intensity) == 2 and all(isinstance(x, Number) and not isinstance(x, bool) for x in intensity)
+        if not ok or not 0 <= intensity[0] <= intensity[1] <= 1:
+            raise ValueError(f"an intensity range must be [low, high] with 0 <= low <= high <= 1, got {intensity!r}")
+        return float(intensity[0]), float(intensity[1])
+    return rain_params(data["rain_preset"] if intensity is None else None, intensity)
 
 
 def _check_task(c: Dict[str, Any], where: str) -> None:

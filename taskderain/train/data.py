@@ -18,15 +18,25 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..data.augment import NUM_DIHEDRAL, dihedral, pad_to_size, paired_center_crop
 from ..data.paired import PairedRainDataset, natural_key
 from ..imageio import is_image_file, read_rgb
-from ..rain import add_rain, image_seed, rain_params
-from ..rain.params import RainParams
+from ..rain import add_rain, image_seed
+from ..rain.params import RainParams, params_at_intensity
+from .config import rain_spec
 
 PathLike = Union[str, os.PathLike]
 
 
 def list_images(folder: PathLike) -> List[Path]:
-    """Image files directly in ``folder``, natural order; errors name the folder."""
+    """Image files directly in ``folder`` (natural order), or those a ``.txt`` list names one per
+    line (relative to the list; order kept); errors name the folder or list."""
     folder = Path(folder)
+    if folder.is_file() and folder.suffix == ".txt":
+        files = [folder.parent / line.strip() for line in folder.read_text().splitlines() if line.strip()]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder} lists {len(missing)} missing image(s), e.g. {missing[0]}")
+        if not files:
+            raise ValueError(f"image list {folder} is empty")
+        return files
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
     files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p)),
@@ -51,35 +61,58 @@ class OnlineRainPairs(Dataset):
       rain with seed ``image_seed(f"{stem}#epoch{epoch}", rain_seed)`` on the crop, then one of the
       8 dihedral transforms on both; crop and transform come from a generator seeded by
       ``(seed, epoch, index)``. New rain every epoch, identical in any worker or after a resume.
+    * ``repeat`` > 1 makes one epoch ``repeat`` passes over the images (index ``i`` is image
+      ``i % len(files)``), each with its own crop and rain (key suffix ``#pass{p}`` from the
+      second pass on) — BasicSR's ``dataset_enlarge_ratio`` for small image sets.
+    * ``params`` may be an intensity range ``(low, high)``: each training crop draws its intensity
+      from the same generator, each validation image from its rain seed.
     * ``train=False`` (validation): rain ``image_seed(stem, rain_seed)`` on the whole image — the
       bytes ``taskderain synth --seed rain_seed`` writes — then the centre ``patch_size`` crop
       if one is given.
     """
 
-    def __init__(self, files: Sequence[PathLike], params: RainParams, rain_seed: int = 0,
-                 patch_size: Optional[int] = None, train: bool = True, seed: int = 0) -> None:
+    def __init__(self, files: Sequence[PathLike], params: Union[RainParams, Tuple[float, float]], rain_seed: int = 0,
+                 patch_size: Optional[int] = None, train: bool = True, seed: int = 0, repeat: int = 1) -> None:
+        if repeat < 1 or (repeat > 1 and not train):
+            raise ValueError(f"repeat must be >= 1 (and 1 for validation), got {repeat}")
         if train and patch_size is None:
             raise ValueError("OnlineRainPairs(train=True) needs a patch_size")
+        if not isinstance(params, RainParams):
+            low, high = params
+            if not 0 <= low <= high <= 1:
+                raise ValueError(f"an intensity range needs 0 <= low <= high <= 1, got {params!r}")
         self.files = [Path(f) for f in files]
         self.params, self.rain_seed, self.patch_size = params, rain_seed, patch_size
-        self.train, self.seed, self.epoch = train, seed, 0
+        self.train, self.seed, self.epoch, self.repeat = train, seed, 0, repeat
 
     def set_epoch(self, epoch: int) -> None:
         """Select the crops, transforms and rain of ``epoch`` (non-negative int)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) * self.repeat
 
     def generator(self, index: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0]
         return torch.Generator().manual_seed(int(state))
 
+    def rain(self, key: str, draw: Optional[torch.Generator] = None) -> RainParams:
+        """The rain parameters of one image: fixed, or an intensity drawn from the range.
+
+        The intensity comes from ``draw`` (training) or from the image's rain seed (validation).
+        """
+        if isinstance(self.params, RainParams):
+            return self.params
+        low, high = self.params
+        u = (float(torch.rand((), generator=draw)) if draw is not None
+             else float(np.random.default_rng([image_seed(key, self.rain_seed), 2]).random()))
+        return params_at_intensity(low + (high - low) * u)
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        path = self.files[index]
+        path = self.files[index % len(self.files)]
         clean = read_rgb(path)  # (H,W,3) uint8
         if not self.train:
-            rainy, _ = add_rain(clean, self.params, image_seed(path.stem, self.rain_seed))
+            rainy, _ = add_rain(clean, self.rain(path.stem), image_seed(path.stem, self.rain_seed))
             r, c = _tensor(rainy), _tensor(clean)
             if self.patch_size is not None:
                 size = (self.patch_size, self.patch_size)
@@ -95,7 +128,8 @@ class OnlineRainPairs(Dataset):
         top = int(torch.randint(h - p + 1, (1,), generator=g))
         left = int(torch.randint(w - p + 1, (1,), generator=g))
         crop = np.ascontiguousarray(clean[top:top + p, left:left + p])
-        rainy, _ = add_rain(crop, self.params, image_seed(f"{path.stem}#epoch{self.epoch}", self.rain_seed))
+        key = f"{path.stem}#epoch{self.epoch}" + (f"#pass{index // len(self.files)}" if index >= len(self.files) else "")
+        rainy, _ = add_rain(crop, self.rain(key, g), image_seed(key, self.rain_seed))
         return {"rainy": dihedral(_tensor(rainy), k), "clean": dihedral(_tensor(crop), k), "name": path.stem}
 
 
@@ -115,11 +149,12 @@ def build_datasets(data: Dict[str, Any], seed: int) -> Tuple[Dataset, List[int],
     """
     crop = data["val_crop"]
     if data["images"] is not None:
-        params = rain_params(data["rain_preset"] if data["rain_intensity"] is None else None, data["rain_intensity"])
+        params = rain_spec(data)
         files = list_images(data["images"])
         held = split_count(len(files), data["val_split"])
-        train = OnlineRainPairs(files, params, data["rain_seed"], data["patch_size"], train=True, seed=seed)
-        indices = list(range(len(files) - held))
+        train = OnlineRainPairs(files[:len(files) - held], params, data["rain_seed"], data["patch_size"], train=True,
+                                seed=seed, repeat=data["repeat"])
+        indices = list(range(len(train)))
         val_files = list_images(data["val"]) if data["val"] is not None else files[len(files) - held:]
         val = OnlineRainPairs(val_files, params, data["rain_seed"], crop, train=False) if val_files else None
         return train, indices, val

@@ -33,6 +33,7 @@ import contextlib
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
@@ -131,6 +132,8 @@ class Trainer:
         self.last_metric: Optional[float] = None  # of best_metric
         self.last_metrics: Dict[str, Optional[float]] = {k: None for k in self.metric_names}
         self.last_val_step = -1
+        self.deadline: Optional[float] = None  # time.monotonic() at which the ``time`` budget ends
+        self.stopped_by_time = False
         self.writer: Any = None  # TensorBoard SummaryWriter (rank 0, tensorboard=true), opened by fit
         if config["tensorboard"]:
             try:
@@ -324,18 +327,35 @@ class Trainer:
                 self.save("last.pt")
             if self.callback is not None:
                 self.callback(self)
+            if self._out_of_time():
+                self.total_steps = self.step
+
+    def _out_of_time(self) -> bool:
+        """True once the ``time`` budget (hours) is spent; rank 0 decides for every rank."""
+        if self.deadline is None:
+            return False
+        spent = D.broadcast_object(time.monotonic() >= self.deadline if D.is_main() else None)
+        if spent and not self.stopped_by_time:
+            self.stopped_by_time = True
+            if D.is_main():
+                print(f"taskderain train: time budget of {self.config['time']} h reached at step {self.step}; "
+                      "validating and saving (resume=true with more time continues)", flush=True)
+        return bool(spent)
 
     def fit(self) -> Dict[str, Any]:
         """Train to ``total_steps`` (resuming from ``out/last.pt`` when ``resume``); returns a summary.
 
         Returns:
             ``{"step", "epoch", <metric> (last validation of each of ``metric_names``, or None),
-            "best_<best_metric>", "out", "last", "best" (path or None), "log", "world_size" (processes)}``; restoration:
+            "best_<best_metric>", "out", "last", "best" (path or None), "log", "world_size" (processes),
+            "stopped_by_time" (the ``time`` budget ended the run)}``; restoration:
             ``psnr_y`` (dB) and ``best_psnr_y``.
         """
         from tqdm import tqdm
 
         last = self.out / "last.pt"
+        if self.config["time"] is not None:
+            self.deadline = time.monotonic() + 3600.0 * self.config["time"]
         if self.config["resume"]:
             if not last.exists():
                 raise FileNotFoundError(f"resume=true but there is no {last}; start without resume")
@@ -381,7 +401,7 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, **self.last_metrics,
                 f"best_{self.config['best_metric']}": self.best, "out": str(self.out), "last": str(last),
                 "best": str(best) if best.exists() else None, "log": str(self.out / "log.csv"),
-                "world_size": self.world}
+                "world_size": self.world, "stopped_by_time": self.stopped_by_time}
 
 
 def train(config: Union[PathLike, Dict[str, Any]], overrides: Iterable[str] = (),

@@ -133,8 +133,11 @@ class TaskData:
         self.train.set_epoch(epoch + 1)
 
 
-def build_stages(config: Dict[str, Any], nc: int) -> Tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
-    """(derainer, detector or None, segmenter or None) of a task mode, frozen / unfrozen per mode."""
+def build_stages(config: Dict[str, Any], nc: Optional[int]) -> Tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
+    """(derainer, detector or None, segmenter or None) of a task mode, frozen / unfrozen per mode.
+
+    ``nc``: the data's class count, checked against the detector's (None: not checked).
+    """
     from ..stages import create_detector
 
     mode, m, det, s = config["mode"], config["model"], config["detector"], config["segmenter"]
@@ -146,7 +149,7 @@ def build_stages(config: Dict[str, Any], nc: int) -> Tuple[nn.Module, Optional[n
         return derainer, None, _segmenter(s)
     detector = create_detector(weights=det["weights"], cfg=det["cfg"], nc=det["nc"], imgsz=config["data"]["imgsz"],
                                conf=det["conf"], iou=det["iou"])
-    if detector.nc != nc:
+    if nc is not None and detector.nc != nc:
         raise ConfigError(f"train config: 'detector' detects {detector.nc} classes but data.detection "
                           f"({config['data']['detection']}) has {nc}; set detector.nc={nc} or use matching weights")
     segmenter = _segmenter(s)

@@ -1,0 +1,81 @@
+"""The trained stages of a training checkpoint, as a pipeline or as stand-alone weights files.
+
+A task-mode checkpoint (``OUT/best.pt``, ``OUT/last.pt``) holds the derainer's weights and the
+trained detector / segmenter state_dicts; the untrained stages come from the run's config (the
+pretrained detector checkpoint it started from must still be where the config says).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Union
+
+from ..models import CheckpointError
+from .checkpoint import load_train_checkpoint
+from .config import TASK_MODES
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+
+PathLike = Union[str, os.PathLike]
+
+
+def load_trained_pipeline(path: PathLike) -> "Pipeline":
+    """The :class:`~taskderain.pipeline.Pipeline` of a training checkpoint, every stage frozen, on the CPU.
+
+    Restoration checkpoints give a derainer-only pipeline.
+
+    Raises:
+        CheckpointError: not a training checkpoint, or its stage weights do not fit the config.
+    """
+    from ..pipeline import Pipeline
+    from .tasks import build_stages
+
+    obj = load_train_checkpoint(path)
+    config = obj["train"]["config"]
+    if config["mode"] in TASK_MODES:
+        derainer, detector, segmenter = build_stages(config, nc=None)
+    else:
+        from ..models import create_derainer
+
+        m = config["model"]
+        derainer, detector, segmenter = create_derainer(m["name"], **m["options"]), None, None
+    pipeline = Pipeline(derainer, detector, segmenter)
+    try:
+        if any(True for _ in derainer.parameters()):
+            derainer.load_state_dict(obj["state_dict"])
+        for name, state in (obj["train"].get("stages") or {}).items():
+            getattr(pipeline, name).load_state_dict(state)
+    except (RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: stage weights do not fit the run's config: "
+                              f"{(str(exc).splitlines() or [''])[0]}") from None
+    for stage in (detector, segmenter):
+        if stage is not None:
+            stage.freeze()
+    return pipeline.eval()
+
+
+def export_stages(path: PathLike, out: PathLike, half: bool = True) -> Dict[str, Path]:
+    """Write the stages of training checkpoint ``path`` to ``out/``: ``derainer.pt``
+    (:func:`~taskderain.models.save_derainer`; not for the identity), ``detector.pt`` (an ultralytics
+    checkpoint) and ``segmenter.pt`` (:func:`~taskderain.stages.save_segmenter`), each when the run
+    has that stage; float16 storage by default. Returns ``{stage: path}``.
+    """
+    from ..models import save_derainer
+    from ..stages import save_detector, save_segmenter
+
+    obj = load_train_checkpoint(path)
+    pipeline = load_trained_pipeline(path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"exported_from": str(path), "mode": obj["train"]["config"]["mode"], "step": obj["train"]["step"],
+            "metrics": dict(obj.get("metadata", {}).get("metrics", {}))}
+    written: Dict[str, Path] = {}
+    if any(True for _ in pipeline.derainer.parameters()):
+        written["derainer"] = save_derainer(pipeline.derainer, out / "derainer.pt", meta, half=half)
+    if pipeline.detector is not None:
+        written["detector"] = save_detector(pipeline.detector, out / "detector.pt", meta, half=half)
+    if pipeline.segmenter is not None:
+        written["segmenter"] = save_segmenter(pipeline.segmenter, out / "segmenter.pt", meta, half=half)
+    return written
