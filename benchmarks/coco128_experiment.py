@@ -49,6 +49,7 @@ def write_split(coco: Path, out: Path, val_count: int = 28) -> Path:
     with_masks = [p for p in images if p.stem in masked]
     val = with_masks[-val_count:]
     train = [p for p in images if p not in set(val)]
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.txt").write_text("".join(f"{p}\n" for p in train))
     (out / "val.txt").write_text("".join(f"{p}\n" for p in val))

@@ -10,7 +10,7 @@ from typing import List, Optional
 from .. import __version__
 from .common import CLIError
 
-_COMMANDS = ("run", "demo", "train", "derain", "eval_derain", "synth", "models")
+_COMMANDS = ("run", "demo", "train", "derain", "eval_derain", "eval", "synth", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

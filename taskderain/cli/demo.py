@@ -4,8 +4,9 @@ Adds synthetic rain to ``bus.jpg`` and ``zidane.jpg`` (shipped inside the ultral
 shrunk to 640 px, the detector's input size), derains them, detects on the clean, rainy and derained versions, writes one panel PNG
 (clean | rainy | derained, detections drawn) and prints detections per image and condition.
 
-Defaults, first found wins — derainer: ``--derainer/--weights``; PReNet with the official
-Rain100H weights from ``$TASKDERAIN_SHARED`` or ``../shared``; else ``identity``. Detector:
+Defaults — derainer: ``--derainer/--weights``, else ``mspfn_lite`` with the weights shipped in the
+package (``weights="default"``, trained on light-to-moderate synthetic rain; the default rain is
+``medium``; ``--preset heavy --derainer prenet --weights prenet6_rain100h.pth`` for heavy rain). Detector:
 ``--yolo``; ``$TASKDERAIN_YOLO``; ``../shared/weights/yolov8n_coco.pt``; ultralytics' own
 ``yolov8n.pt`` (downloads when online); else none, and the demo says how to add one.
 """
@@ -28,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--derainer", default=None, help="derainer preset (default: see above)")
     parser.add_argument("--weights", default=None, help="derainer weights file")
     parser.add_argument("--yolo", default=None, help="YOLO checkpoint (default: $TASKDERAIN_YOLO, ../shared, yolov8n.pt)")
-    parser.add_argument("--preset", default="heavy", help="rain preset (default heavy)")
+    parser.add_argument("--preset", default="medium", help="rain preset (default medium)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=640, help="longest image side (default 640, the detector's)")
@@ -48,10 +49,7 @@ def pick_derainer(args: argparse.Namespace) -> Tuple[str, Optional[str], str]:
     """(preset, weights, how it was chosen)."""
     if args.derainer:
         return args.derainer, args.weights, "--derainer"
-    shared = shared_dir()
-    if shared is not None and (shared / "weights" / "prenet6_rain100h.pth").is_file():
-        return "prenet", str(shared / "weights" / "prenet6_rain100h.pth"), f"official PReNet weights in {shared}"
-    return "identity", None, "no derainer weights found (pass --derainer NAME --weights FILE)"
+    return "mspfn_lite", "default", "the weights shipped with taskderain (see the README's model card)"
 
 
 def pick_detector(args: argparse.Namespace, device) -> Tuple[object, str]:

@@ -22,6 +22,7 @@ import torch
 
 from ..imageio import write_bytes_atomic
 from .base import Derainer
+from .pretrained import resolve_weights
 from .registry import build_derainer, get_entry, list_derainers
 
 FORMAT = "taskderain.derainer/1"
@@ -154,11 +155,14 @@ def create_derainer(name: str, weights: Optional[PathLike] = None, **overrides: 
 
     Args:
         name: a preset from :func:`list_derainers` (``"mspfn"``, ``"mspfn_lite"``, ``"prenet"``, ...).
-        weights: a taskderain checkpoint or a plain state_dict file (e.g. official PReNet ``.pth``).
+        weights: a taskderain checkpoint or a plain state_dict file (e.g. official PReNet ``.pth``),
+            or the tag of weights shipped with the package (``"default"``, see
+            :mod:`taskderain.models.pretrained`).
             A taskderain checkpoint's stored config is applied first, so ``create_derainer("mspfn_lite",
             weights=ckpt)`` rebuilds a model trained with overrides.
         overrides: config fields to change (e.g. ``width=32``).
     """
+    weights = resolve_weights(name, weights)
     if weights is None:
         return build_derainer(name, **overrides)
     obj = read_checkpoint(weights)

@@ -1,0 +1,251 @@
+"""The evaluation loop: every image × rain condition × derainer, cached, scored, timed.
+
+For each image, each condition's rain is synthesised at most once and shared by the derainers;
+each (condition, derainer) pair accumulates its own PSNR-Y/SSIM-Y, COCO mAP
+(:class:`~taskderain.metrics.DetectionEvaluator`) and mIoU
+(:class:`~taskderain.metrics.SegmentationEvaluator`). Derained images, detections and predicted
+masks go through :class:`~taskderain.evaluation.cache.EvalCache`, so re-running after a kill only
+computes what is missing. Wall time is kept per stage (rain, derain, detect, segment, metrics);
+a cached result keeps the time it took when it was computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..metrics import DetectionEvaluator, SegmentationEvaluator, psnr, ssim
+from .cache import EvalCache, cache_key
+from .conditions import RainCondition
+from .dataset import EvalData
+from .stages import DerainerSpec, module_digest
+from .tasks import (derain_uint8, detect_uint8, eval_geometry, rainy_image, resize_image, resize_mask,
+                    segment_uint8)
+
+STAGES = ("rain", "derain", "detect", "segment", "metrics")
+IGNORE = 255
+
+
+@dataclass
+class EvalSettings:
+    """Evaluation knobs that change results (all are stated in the report).
+
+    Attributes:
+        imgsz: longest image side the derainer and the task heads see, px.
+        seed: rain seed (per image: ``image_seed(image id, seed)``).
+        conf, iou, max_det: detector NMS for mAP (defaults = ultralytics' validator: 0.001, 0.7, 300).
+        dtype: autocast dtype for the derainer (None = fp32). ``tile``: derain in tiles of N px.
+        samples: how many images to keep (with their results) for the sample grid.
+    """
+
+    imgsz: int = 640
+    seed: int = 0
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    dtype: Optional[torch.dtype] = None
+    tile: Optional[int] = None
+    samples: int = 3
+
+
+@dataclass
+class Accumulator:
+    """Running scores of one (condition, derainer) pair."""
+
+    detection: Optional[DetectionEvaluator]
+    segmentation: Optional[SegmentationEvaluator]
+    psnr: List[float] = field(default_factory=list)
+    ssim: List[float] = field(default_factory=list)
+    time: Dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    computed: Dict[str, int] = field(default_factory=lambda: {s: 0 for s in STAGES[:4]})
+    images: int = 0
+
+
+@dataclass
+class SampleView:
+    """What the sample grid draws for one image: the clean image and each (condition, derainer) output."""
+
+    image_id: str
+    geometry: Any
+    clean: np.ndarray
+    outputs: Dict[Tuple[str, str], Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(
+        default_factory=dict)
+
+
+def _image_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    """Mean of finite values; None when empty or any value is infinite (identical images)."""
+    if not values or any(math.isinf(v) for v in values):
+        return None
+    return float(np.mean(values))
+
+
+class Evaluation:
+    """Runs one evaluation; :meth:`run` returns the records (one per condition × derainer).
+
+    Args:
+        data: the checked evaluation set.
+        conditions: rain conditions (clean first).
+        derainers: specs (identity first).
+        detector: a :class:`~taskderain.stages.Detector` or None; its NMS is set from ``settings``.
+        segmenter: a :class:`~taskderain.stages.Segmenter` or None (scored where masks exist).
+        cache: where per-image results are kept.
+    """
+
+    def __init__(self, data: EvalData, conditions: Sequence[RainCondition], derainers: Sequence[DerainerSpec],
+                 detector: Optional[nn.Module], segmenter: Optional[nn.Module], cache: EvalCache,
+                 settings: EvalSettings) -> None:
+        self.data, self.conditions, self.derainers = data, list(conditions), list(derainers)
+        self.detector, self.segmenter, self.cache, self.settings = detector, segmenter, cache, settings
+        if detector is not None:
+            detector.conf, detector.iou, detector.max_det = settings.conf, settings.iou, settings.max_det
+        self.use_masks = segmenter is not None and data.masks is not None
+        self.det_digest = module_digest(detector) if detector is not None else None
+        self.seg_digest = module_digest(segmenter) if self.use_masks else None
+        self.samples: List[SampleView] = []
+
+    def _accumulators(self) -> Dict[Tuple[str, str], Accumulator]:
+        out = {}
+        for c in self.conditions:
+            for d in self.derainers:
+                det = DetectionEvaluator(self.data.names) if self.detector is not None else None
+                seg = (SegmentationEvaluator(self.segmenter.num_classes, IGNORE, self.data.mask_names or
+                                             self.segmenter.names) if self.use_masks else None)
+                out[(c.name, d.label)] = Accumulator(det, seg)
+        return out
+
+    def _derained(self, spec: DerainerSpec, cond: RainCondition, sample: Dict[str, Any], image_sha: str,
+                  geometry: Any, rain: Dict[str, Any], acc: Accumulator) -> Tuple[np.ndarray, str]:
+        s = self.settings
+        key = cache_key(kind="derained", derainer=spec.digest, rain=dataclasses.asdict(cond.params),
+                        seed=None if cond.is_clean else s.seed, image_id=str(sample["id"]), image=image_sha,
+                        imgsz=s.imgsz, tile=s.tile, dtype=str(s.dtype))
+        hit = self.cache.get_image("derained", key)
+        if hit is not None:
+            derained, meta = hit
+        else:
+            if "image" not in rain:  # once per (image, condition), shared by the derainers
+                start = time.perf_counter()
+                rainy = (sample["image"] if cond.is_clean else
+                         rainy_image(sample["image"], cond.params, str(sample["id"]), s.seed))
+                rain["image"] = resize_image(rainy, geometry)
+                rain["time"] = time.perf_counter() - start
+                acc.computed["rain"] += 1
+            start = time.perf_counter()
+            derained = rain["image"] if spec.is_identity else derain_uint8(spec.model, rain["image"], s.dtype, s.tile)
+            meta = {"rain_s": rain["time"], "derain_s": time.perf_counter() - start}
+            self.cache.put_image("derained", key, derained, meta)
+            acc.computed["derain"] += not spec.is_identity
+        acc.time["rain"] += meta["rain_s"]
+        acc.time["derain"] += meta["derain_s"]
+        return derained, key
+
+    def _detections(self, derained: np.ndarray, dkey: str, geometry: Any, acc: Accumulator):
+        s = self.settings
+        key = cache_key(kind="detections", derained=dkey, detector=self.det_digest, conf=s.conf, iou=s.iou,
+                        max_det=s.max_det, imgsz=list(self.detector.imgsz), nms="multi_label")
+        entry = self.cache.get_json("detections", key)
+        if entry is None:
+            start = time.perf_counter()
+            boxes, scores, classes = detect_uint8(self.detector, derained, geometry)
+            entry = {"boxes": boxes.tolist(), "scores": scores.tolist(), "classes": classes.tolist(),
+                     "detect_s": time.perf_counter() - start}
+            self.cache.put_json("detections", key, entry)
+            acc.computed["detect"] += 1
+        acc.time["detect"] += entry["detect_s"]
+        return (np.asarray(entry["boxes"], np.float64).reshape(-1, 4), np.asarray(entry["scores"], np.float64),
+                np.asarray(entry["classes"], np.int64))
+
+    def _mask(self, derained: np.ndarray, dkey: str, acc: Accumulator) -> np.ndarray:
+        key = cache_key(kind="masks", derained=dkey, segmenter=self.seg_digest)
+        hit = self.cache.get_image("masks", key, mask=True)
+        if hit is not None:
+            mask, meta = hit
+        else:
+            start = time.perf_counter()
+            mask = segment_uint8(self.segmenter, derained)
+            meta = {"segment_s": time.perf_counter() - start}
+            self.cache.put_image("masks", key, mask, meta, mask=True)
+            acc.computed["segment"] += 1
+        acc.time["segment"] += meta["segment_s"]
+        return mask
+
+    def run(self, progress: bool = True) -> List[Dict[str, Any]]:
+        """Evaluate every image; returns one record per (condition, derainer) in table order."""
+        accs = self._accumulators()
+        self.samples = []
+        s = self.settings
+        for index in tqdm(self.data.indices, desc="eval", unit="img", disable=not progress):
+            sample = self.data.dataset[index]
+            geometry = eval_geometry(sample["image"].shape, s.imgsz)
+            clean = resize_image(sample["image"], geometry)
+            gt_mask = None
+            if self.use_masks and "mask" in sample:
+                gt_mask = resize_mask(sample["mask"], geometry, IGNORE)
+                if not (gt_mask != IGNORE).any():
+                    gt_mask = None  # no labelled pixel (no mask file): nothing to score
+            view = None
+            if len(self.samples) < s.samples and len(sample["cls"]):
+                view = SampleView(str(sample["id"]), geometry, clean)
+                self.samples.append(view)
+            image_sha = _image_sha256(sample["path"])
+            for cond in self.conditions:
+                rain: Dict[str, Any] = {}
+                for spec in self.derainers:
+                    acc = accs[(cond.name, spec.label)]
+                    derained, dkey = self._derained(spec, cond, sample, image_sha, geometry, rain, acc)
+                    dets = self._detections(derained, dkey, geometry, acc) if self.detector is not None else None
+                    pred_mask = self._mask(derained, dkey, acc) if gt_mask is not None else None
+                    start = time.perf_counter()
+                    if spec.is_identity and cond.is_clean:
+                        acc.psnr.append(math.inf)  # the reference itself
+                    else:
+                        acc.psnr.append(psnr(derained, clean))
+                        acc.ssim.append(ssim(derained, clean))
+                    if dets is not None:
+                        acc.detection.add_sample(sample, dets)
+                    if pred_mask is not None:
+                        acc.segmentation.add(pred_mask, gt_mask)
+                    acc.time["metrics"] += time.perf_counter() - start
+                    acc.images += 1
+                    if view is not None and dets is not None:
+                        view.outputs[(cond.name, spec.label)] = (derained, dets)
+        return [self._record(cond, spec, accs[(cond.name, spec.label)])
+                for cond in self.conditions for spec in self.derainers]
+
+    def _record(self, cond: RainCondition, spec: DerainerSpec, acc: Accumulator) -> Dict[str, Any]:
+        start = time.perf_counter()
+        record: Dict[str, Any] = {
+            "condition": cond.name, "intensity": cond.intensity, "derainer": spec.label,
+            "reference": cond.is_clean and spec.is_identity, "n_images": acc.images,
+            "psnr_y": _mean(acc.psnr), "ssim_y": _mean(acc.ssim) if acc.ssim else None,
+        }
+        if acc.detection is not None:
+            coco = acc.detection.compute()
+            record.update(map50_95=coco["map50_95"], map50=coco["map50"], map75=coco["map75"],
+                          per_class_ap=coco["per_class"], n_gt=coco["n_gt"], n_det=coco["n_det"])
+        if acc.segmentation is not None:
+            seg = acc.segmentation.compute()
+            record.update(miou=seg["miou"], pixel_acc=seg["pixel_acc"], per_class_iou=seg["per_class"],
+                          n_seg_images=seg["n_images"])
+        acc.time["metrics"] += time.perf_counter() - start
+        n = max(acc.images, 1)
+        record["time_s"] = {k: v for k, v in acc.time.items()}
+        record["time_per_image_s"] = {k: v / n for k, v in acc.time.items()}
+        record["computed"] = dict(acc.computed)
+        record["rain"] = cond.describe()
+        record["derainer_spec"] = spec.describe()
+        return record

@@ -1,0 +1,98 @@
+"""One image through rain → derain → detect / segment at the evaluation size (pure steps, no I/O).
+
+Geometry: the image is resized so its longest side is ``imgsz`` (aspect kept; area-averaging when
+shrinking, bilinear when enlarging, as ultralytics' validator loads images) and *not* padded — the
+content of a letterbox without its grey border, so no network spends time on padding and
+PSNR/SSIM score content only.
+Rain is synthesised at the original resolution first (``add_rain(image, params,
+image_seed(id, seed))``, the epoch-0 rain of :class:`~taskderain.rain.Rainy`, as validation in
+training uses), then resized with the same geometry as the clean image. The derained image is
+quantised to 8 bits before anything scores it (as a saved PNG would be); the detector letterboxes
+it to ``imgsz`` itself and its boxes are mapped back to ORIGINAL image pixels, where the ground
+truth lives. Masks are resized with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.letterbox import LetterboxParams, letterbox_image, letterbox_mask, letterbox_params, unletterbox_xyxy
+from ..inference import derain_array, to_tensor
+from ..models import Derainer
+from ..rain import RainParams, add_rain, image_seed
+
+DetectionArrays = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) xyxy px, scores (N,), classes (N,)
+
+
+def eval_geometry(shape: Tuple[int, int], imgsz: int) -> LetterboxParams:
+    """Resize-only letterbox of an (H, W) image to longest side ``imgsz`` (no padding)."""
+    return letterbox_params(tuple(shape[:2]), imgsz, scaleup=True, auto=True, stride=1)
+
+
+def resize_image(image: np.ndarray, geometry: LetterboxParams) -> np.ndarray:
+    """(H, W, 3) uint8 → the evaluation-size (h, w, 3) uint8: area-averaging when shrinking, bilinear
+    when enlarging (ultralytics' validator's ``load_image`` rule)."""
+    shrink = geometry.ratio < 1
+    return letterbox_image(image, geometry, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_mask(mask: np.ndarray, geometry: LetterboxParams, ignore_index: int = 255) -> np.ndarray:
+    """(H, W) class ids → evaluation size (nearest neighbour)."""
+    return letterbox_mask(mask, geometry, ignore_index)
+
+
+def rainy_image(image: np.ndarray, params: RainParams, image_id: str, seed: int) -> np.ndarray:
+    """The evaluation rain of one (H, W, 3) uint8 image (identical to ``Rainy``'s epoch-0 rain)."""
+    return add_rain(image, params, image_seed(str(image_id), seed))[0]
+
+
+def derain_uint8(model: Derainer, image: np.ndarray, dtype: Optional[torch.dtype] = None,
+                 tile: Optional[int] = None) -> np.ndarray:
+    """Derain (h, w, 3) uint8 on the model's device → (h, w, 3) uint8 (rounded)."""
+    return derain_array(model, image, tile=tile, dtype=dtype)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters(), torch.empty(0)).device
+
+
+@torch.inference_mode()
+def detect_uint8(detector: nn.Module, image: np.ndarray, geometry: LetterboxParams,
+                 multi_label: bool = True) -> DetectionArrays:
+    """Detections on an evaluation-size uint8 image, boxes in ORIGINAL image pixels (xyxy, clipped).
+
+    The detector's forward (its letterbox and model) followed by ultralytics' NMS with the
+    detector's ``conf`` / ``iou`` / ``max_det`` and, by default, ``multi_label=True`` — one box may
+    carry several classes, as ultralytics' validator scores mAP (``Detector.predict`` keeps the
+    single best class, as ultralytics' predictor does).
+    """
+    from ultralytics.utils.nms import non_max_suppression
+    from ultralytics.utils.ops import scale_boxes
+
+    was_training = detector.training
+    detector.eval()
+    try:
+        out = detector(to_tensor(image).to(_device(detector)))
+    finally:
+        detector.train(was_training)
+    det = non_max_suppression(out.preds, detector.conf, detector.iou, detector.classes, detector.agnostic,
+                              multi_label=multi_label, max_det=detector.max_det, nc=0,
+                              end2end=bool(getattr(detector.model, "end2end", False)))[0]
+    boxes = scale_boxes(out.letterbox.new_shape, det[:, :4].clone(), out.letterbox.orig_shape)
+    boxes = unletterbox_xyxy(boxes.float().cpu().numpy(), geometry).astype(np.float64)
+    return boxes, det[:, 4].float().cpu().numpy().astype(np.float64), det[:, 5].long().cpu().numpy().astype(np.int64)
+
+
+def segment_uint8(segmenter: nn.Module, image: np.ndarray) -> np.ndarray:
+    """(h, w) int64 class ids predicted on an evaluation-size uint8 image."""
+    return segmenter.predict(to_tensor(image).to(_device(segmenter)))[0].cpu().numpy().astype(np.int64)
+
+
+def boxes_on_resized(boxes: np.ndarray, geometry: LetterboxParams) -> np.ndarray:
+    """Original-pixel xyxy boxes → pixels of the evaluation-size image (for drawing)."""
+    return np.asarray(boxes, np.float64).reshape(-1, 4) * geometry.ratio

@@ -1,0 +1,63 @@
+"""Weights shipped inside the package: ``create_derainer("mspfn_lite", weights="default")``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from taskderain.cli import main
+from taskderain.models import create_derainer
+from taskderain.models.pretrained import PRETRAINED, pretrained_tags, resolve_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_weights_ship_small_with_their_model_card():
+    path = pretrained_tags("mspfn_lite")["default"]
+    assert path.is_file() and path.stat().st_size <= 5 * 2 ** 20
+    meta = torch.load(path, weights_only=True)["metadata"]
+    assert meta["storage"] == "float16" and meta["seed"] == 0 and meta["steps"] > 0
+    assert meta["recipe"]["data"]["rain_intensity"] == [0.1, 0.4] and "COCO128" in meta["training_data"]
+    assert meta["metrics"]["rain100l_psnr_y"] >= 32.4  # the paper's MSPFN figure, reached on synthetic rain
+    model = create_derainer("mspfn_lite", weights="default")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) == 1_616_688
+    x = torch.rand(1, 3, 24, 40)
+    with torch.no_grad():
+        y = model.eval().derain(x)
+    assert y.shape == x.shape and not torch.allclose(y, x, atol=1e-3)  # trained: not the identity
+
+
+def test_unknown_tags_name_what_ships(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"'best' is not a shipped tag of derainer 'mspfn_lite' "
+                                                r"\(shipped: mspfn_lite: default\)"):
+        create_derainer("mspfn_lite", weights="best")
+    with pytest.raises(FileNotFoundError, match="not a shipped tag of derainer 'prenet'"):
+        create_derainer("prenet", weights="default")
+    assert resolve_weights("mspfn_lite", None) is None
+    assert resolve_weights("mspfn_lite", str(tmp_path / "w.pt")) == str(tmp_path / "w.pt")  # files pass through
+    assert set(PRETRAINED) <= {"mspfn", "mspfn_m17n1", "mspfn_lite", "mspfn_tiny", "prenet"}
+
+
+def test_pipeline_yaml_default_weights_are_the_shipped_ones():
+    from taskderain.pipeline import Pipeline
+
+    pipe = Pipeline.from_yaml(REPO / "pipelines" / "mspfn-yolov8n.yaml", ["detector.weights=null",
+                                                                          "detector.cfg=yolov8n.yaml"])
+    shipped = create_derainer("mspfn_lite", weights="default").state_dict()
+    assert all(torch.equal(v, shipped[k]) for k, v in pipe.derainer.state_dict().items())
+
+
+@pytest.mark.shared
+def test_default_weights_on_rain100l_first_pairs(shared, tmp_path):
+    """Pinned from the full run (32.710 dB / 0.9457 on all 100 pairs); rainy inputs 27.30, 28.99, 33.84 dB."""
+    out = tmp_path / "r.json"
+    assert main(["eval-derain", str(shared / "data" / "rain100l"), "--model", "mspfn_lite", "--weights", "default",
+                 "--limit", "3", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["per_image"]
+    assert [r["psnr_y"] for r in rows] == pytest.approx([34.5088, 33.7423, 37.3971], abs=0.01)
+    assert [r["ssim_y"] for r in rows] == pytest.approx([0.95696, 0.93399, 0.98458], abs=2e-4)
