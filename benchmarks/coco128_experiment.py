@@ -14,12 +14,14 @@ The experiment of the training issue, end to end with ``taskderain train`` runs:
    on the rainy val images.
 
 Every run validates on the same rainy val images (heavy rain, seed 0, letterboxed to imgsz) with
-``validate_task``; the table reports each run's final weights (no checkpoint selection on val).
+``validate_task``; the table scores each run's final weights (no checkpoint selection on val),
+exported with ``export_stages`` to ``<out>/export/<run>/`` and scored again in one process.
 Budgets are wall-clock (``time=`` of the trainer), so step counts depend on the machine: they are
 in the table. Writes ``<out>/results.json`` and ``<out>/results.md``.
 
     python benchmarks/coco128_experiment.py --shared ../shared --device cuda --phase-minutes 2.5
     python benchmarks/coco128_experiment.py --quick          # a CPU smoke run (tiny sizes)
+    python benchmarks/coco128_experiment.py --rescore DIR    # score exported weights again, no training
 """
 
 from __future__ import annotations
@@ -114,12 +116,33 @@ def final_metrics(run: Path) -> Dict[str, Optional[float]]:
     return out
 
 
-def baselines(args: argparse.Namespace, config_path: Path, segmenter: Path) -> Dict[str, Dict[str, float]]:
-    """Clean and rainy rows: identity derainer, pretrained detector, trained segmenter."""
+def _step(folder: Path) -> Optional[int]:
+    """Training steps recorded in an exported stage file of ``folder`` (None if none says)."""
+    from taskderain.models.checkpoint import read_checkpoint
+
+    for name in ("derainer.pt", "segmenter.pt"):
+        if (folder / name).is_file():
+            return read_checkpoint(folder / name).get("metadata", {}).get("step")
+    if (folder / "detector.pt").is_file():
+        from ultralytics.nn.tasks import torch_safe_load
+
+        return torch_safe_load(str(folder / "detector.pt"))[0].get("taskderain", {}).get("step")
+    return None
+
+
+def score_exports(args: argparse.Namespace, config_path: Path, exports: Path) -> Dict[str, Dict[str, Any]]:
+    """Every row scored on the rainy val images from stand-alone weights files (``export_stages`` layout).
+
+    ``exports/<row>/`` may hold ``derainer.pt`` (else identity), ``detector.pt`` (else the
+    pretrained detector) and ``segmenter.pt`` (else ``exports/segmenter/segmenter.pt``, the
+    segmenter trained alone). ``clean`` and ``rainy`` use identity + pretrained detector. Scoring
+    is :func:`~taskderain.train.tasks.validate_task` (the training validation: letterbox, NMS as
+    ultralytics' validator, no NMS time limit), so every row is measured the same way.
+    """
     import torch
 
     from taskderain.inference import resolve_device
-    from taskderain.models import create_derainer
+    from taskderain.models import create_derainer, load_derainer
     from taskderain.pipeline import Pipeline
     from taskderain.stages import create_detector, load_segmenter
     from taskderain.train import load_train_config
@@ -129,21 +152,33 @@ def baselines(args: argparse.Namespace, config_path: Path, segmenter: Path) -> D
     device = resolve_device(args.device)
     data = TaskData(config)
     det = config["detector"]
-    pipeline = Pipeline(create_derainer("identity"),
-                        create_detector(weights=det["weights"], imgsz=args.imgsz, conf=det["conf"], iou=det["iou"]),
-                        load_segmenter(segmenter)).to(device).eval()
     amp = torch.bfloat16 if args.amp else None
-    rows = {"rainy": validate_task(pipeline, data, args.batch, device, amp)}
+    default_seg = exports / "segmenter" / "segmenter.pt"
+
+    def pipeline(folder: Optional[Path]) -> Pipeline:
+        file = (lambda name: folder / name if folder is not None and (folder / name).is_file() else None)
+        derainer = load_derainer(file("derainer.pt")) if file("derainer.pt") else create_derainer("identity")
+        detector = create_detector(weights=file("detector.pt") or det["weights"], imgsz=config["data"]["imgsz"],
+                                   conf=det["conf"], iou=det["iou"])
+        seg = file("segmenter.pt") or (default_seg if default_seg.is_file() else None)
+        return Pipeline(derainer, detector, load_segmenter(seg) if seg else None).to(device).eval()
+
+    rows: Dict[str, Dict[str, Any]] = {}
+    base = pipeline(None)
+    rows["rainy"] = validate_task(base, data, args.batch, device, amp)
     data.val.p = 0.0  # the same val images without rain
-    rows["clean"] = validate_task(pipeline, data, args.batch, device, amp)
+    rows["clean"] = validate_task(base, data, args.batch, device, amp)
+    data.val.p = 1.0
+    for folder in sorted(p for p in exports.iterdir() if p.is_dir() and p.name != "segmenter"):
+        rows[folder.name] = {**validate_task(pipeline(folder), data, args.batch, device, amp), "steps": _step(folder)}
     return rows
 
 
 def table(results: Dict[str, Dict[str, Any]]) -> str:
     fmt = lambda v, d=3: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = ["| row | mAP50-95 | mAP50 | mIoU | PSNR-Y (dB) | steps |", "|---|---|---|---|---|---|"]
-    for row in ROWS:
-        r = results.get(row, {})
+    for row in [r for r in ROWS if r in results] + [r for r in results if r not in ROWS and r != "segmenter"]:
+        r = results[row]
         lines.append(f"| {row} | {fmt(r.get('map50_95'))} | {fmt(r.get('map50'))} | {fmt(r.get('miou'))} | "
                      f"{fmt(r.get('psnr_y'), 2)} | {r.get('steps', '–')} |")
     return "\n".join(lines)
@@ -163,6 +198,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--segmenter", default="FPN:mobilenet_v2", help="ARCH:ENCODER of the segmenter")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--quick", action="store_true", help="tiny CPU smoke run (mspfn_tiny, 64 px, seconds)")
+    parser.add_argument("--rescore", type=Path, default=None,
+                        help="no training: score the stand-alone weights in DIR/<row>/ (export_stages layout)")
     args = parser.parse_args(argv)
     if args.quick:
         args.preset, args.imgsz, args.batch, args.phase_minutes, args.val_every = "mspfn_tiny", 64, 4, 0.1, 1000
@@ -174,6 +211,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = args.out
     split = write_split(coco, out / "data")
     base = base_config(args, split, coco / "masks" / "train2017")
+    if args.rescore is not None:
+        results = score_exports(args, run_config(base, out, "rescore", mode="cascade"), args.rescore)
+        (out / "rescore.json").write_text(json.dumps({"results": results, "exports": str(args.rescore)}, indent=2))
+        print(table(results))
+        return 0
     hours = args.phase_minutes / 60
     arch, encoder = args.segmenter.split(":")
     runs = out / "runs"
@@ -209,15 +251,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     procs = {name: launch(cfg[name], out, f"time={hours}") for name in ("cascade", "joint")}
     procs["restoration"] = launch(cfg["restoration"], out, f"time={hours}", "resume=true")
     procs["detector_on_rain"] = detector_on_rain
-    rows = baselines(args, cfg["cascade"], segmenter)
     wait(procs, out)
 
-    results: Dict[str, Dict[str, Any]] = {row: dict(rows[row]) for row in ("clean", "rainy")}
-    for name in ("restoration", "cascade", "joint", "detector_on_rain"):
-        results[name] = final_metrics(runs / name)
-    # mIoU of the restoration-only derainer: its final weights with the trained segmenter
-    results["restoration"]["miou"] = restoration_miou(args, cfg["cascade"], runs / "restoration" / "last.pt", segmenter)
-    results["segmenter"] = final_metrics(runs / "segmenter")
+    exports = out / "export"
+    for name in ("segmenter", "restoration", "cascade", "joint", "detector_on_rain"):
+        export_stages(runs / name / "last.pt", exports / name, half=False)
+    results = score_exports(args, cfg["cascade"], exports)
+    results["segmenter"] = final_metrics(runs / "segmenter")  # alone, on clean val images
     summary = {"results": results, "phase_minutes": args.phase_minutes, "phase1_s": phase1,
                "total_s": time.perf_counter() - started, "device": args.device, "preset": args.preset,
                "imgsz": args.imgsz, "batch": args.batch, "amp": args.amp, "segmenter": args.segmenter,
@@ -228,24 +268,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(text)
     print(f"segmenter alone on clean val: mIoU {results['segmenter'].get('miou')}; total {summary['total_s']:.0f} s")
     return 0
-
-
-def restoration_miou(args: argparse.Namespace, config_path: Path, derainer_ckpt: Path, segmenter: Path) -> float:
-    """mIoU of the trained segmenter on the restoration-only derainer's output (rainy val images)."""
-    import torch
-
-    from taskderain.inference import resolve_device
-    from taskderain.models import load_derainer
-    from taskderain.pipeline import Pipeline
-    from taskderain.stages import load_segmenter
-    from taskderain.train import load_train_config
-    from taskderain.train.tasks import TaskData, validate_task
-
-    config = load_train_config(config_path)
-    device = resolve_device(args.device)
-    pipeline = Pipeline(load_derainer(derainer_ckpt), None, load_segmenter(segmenter)).to(device).eval()
-    amp = torch.bfloat16 if args.amp else None
-    return validate_task(pipeline, TaskData(config), args.batch, device, amp)["miou"]
 
 
 if __name__ == "__main__":

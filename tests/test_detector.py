@@ -272,3 +272,30 @@ def test_detections_to_coco_rows():
     rows = dets.to_coco("a", category_ids={0: 1, 2: 3})
     assert [r["category_id"] for r in rows] == [1, 3] and rows[0]["image_id"] == "a"
     assert Detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long)).to_coco(1) == []
+
+
+def test_metrics_lift_the_nms_time_budget(monkeypatch):
+    """ultralytics' NMS returns what it has after max_time_img·B + 2 s: a loaded machine would drop
+    detections, so metric callers pass time_limit=False; predictions keep the budget."""
+    import math
+
+    import ultralytics.utils.nms as nms
+
+    seen = []
+    real = nms.non_max_suppression
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["max_time_img"], kwargs["multi_label"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nms, "non_max_suppression", spy)
+    det = small_detector(imgsz=64)
+    x = torch.rand(2, 3, 64, 64)
+    det.predict(x)
+    det.predict(x, multi_label=True, time_limit=False)
+    assert seen == [(0.05, False), (math.inf, True)]
+    from taskderain.evaluation.tasks import detect_uint8, eval_geometry
+
+    image = (x[0].permute(1, 2, 0) * 255).byte().numpy()
+    detect_uint8(det, image, eval_geometry(image.shape, 64))
+    assert seen[-1] == (math.inf, True)

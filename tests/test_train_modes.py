@@ -202,7 +202,8 @@ def test_validation_maps_boxes_to_original_pixels(yolo_data, tmp_path, monkeypat
     task, detector = trainer.task, trainer.pipeline.detector
     truth = iter([task.val[i] for i in task.val_indices])
 
-    def predict(images, **_):
+    def predict(images, **kwargs):
+        assert kwargs == {"multi_label": True, "time_limit": False}  # as ultralytics' validator, load-independent
         out = []
         for _ in range(images.shape[0]):
             s = truth.__next__()

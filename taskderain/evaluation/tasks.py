@@ -66,26 +66,14 @@ def detect_uint8(detector: nn.Module, image: np.ndarray, geometry: LetterboxPara
                  multi_label: bool = True) -> DetectionArrays:
     """Detections on an evaluation-size uint8 image, boxes in ORIGINAL image pixels (xyxy, clipped).
 
-    The detector's forward (its letterbox and model) followed by ultralytics' NMS with the
-    detector's ``conf`` / ``iou`` / ``max_det`` and, by default, ``multi_label=True`` — one box may
-    carry several classes, as ultralytics' validator scores mAP (``Detector.predict`` keeps the
-    single best class, as ultralytics' predictor does).
+    ``Detector.predict`` (its letterbox, model and ultralytics' NMS with the detector's ``conf`` /
+    ``iou`` / ``max_det``) with, by default, ``multi_label=True`` — one box may carry several
+    classes, as ultralytics' validator scores mAP — and no NMS time limit (a loaded machine must
+    not drop detections).
     """
-    from ultralytics.utils.nms import non_max_suppression
-    from ultralytics.utils.ops import scale_boxes
-
-    was_training = detector.training
-    detector.eval()
-    try:
-        out = detector(to_tensor(image).to(_device(detector)))
-    finally:
-        detector.train(was_training)
-    det = non_max_suppression(out.preds, detector.conf, detector.iou, detector.classes, detector.agnostic,
-                              multi_label=multi_label, max_det=detector.max_det, nc=0,
-                              end2end=bool(getattr(detector.model, "end2end", False)))[0]
-    boxes = scale_boxes(out.letterbox.new_shape, det[:, :4].clone(), out.letterbox.orig_shape)
-    boxes = unletterbox_xyxy(boxes.float().cpu().numpy(), geometry).astype(np.float64)
-    return boxes, det[:, 4].float().cpu().numpy().astype(np.float64), det[:, 5].long().cpu().numpy().astype(np.int64)
+    det = detector.predict(to_tensor(image).to(_device(detector)), multi_label=multi_label, time_limit=False)[0]
+    boxes = unletterbox_xyxy(det.boxes.cpu().numpy(), geometry).astype(np.float64)
+    return (boxes, det.scores.cpu().numpy().astype(np.float64), det.classes.cpu().numpy().astype(np.int64))
 
 
 def segment_uint8(segmenter: nn.Module, image: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ and updates the running ones at every forward.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -62,6 +63,9 @@ class Detector(FreezableStage):
         imgsz: inference size in pixels (longest side; rounded up to a multiple of the stride), as
             ``YOLO.predict(imgsz=...)``.
         conf, iou, max_det, classes, agnostic: NMS settings, defaults as ``YOLO.predict``.
+        max_time_img: NMS time budget per image in seconds (ultralytics' 0.05 plus 2 s a batch;
+            past it ultralytics returns what it has so far). ``None``: no limit — what metrics
+            need, so that a loaded machine cannot drop detections.
 
     Attributes:
         model: the wrapped ``DetectionModel`` (``model.args`` holds ultralytics' default
@@ -72,7 +76,7 @@ class Detector(FreezableStage):
 
     def __init__(self, model: nn.Module, imgsz: Union[int, Tuple[int, int]] = 640, conf: float = 0.25,
                  iou: float = 0.7, max_det: int = 300, classes: Optional[Sequence[int]] = None,
-                 agnostic: bool = False) -> None:
+                 agnostic: bool = False, max_time_img: Optional[float] = 0.05) -> None:
         super().__init__()
         import_ultralytics()
         from ultralytics.cfg import get_cfg
@@ -87,6 +91,7 @@ class Detector(FreezableStage):
         self.imgsz = tuple(-(-int(s) // self.stride) * self.stride for s in sides)
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.classes, self.agnostic = (list(classes) if classes is not None else None), agnostic
+        self.max_time_img = max_time_img
         self.train(model.training)
 
     # --- modes (freeze / unfreeze / train: see FreezableStage) --------------------------------
@@ -119,12 +124,16 @@ class Detector(FreezableStage):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, conf: Optional[float] = None, iou: Optional[float] = None,
-                max_det: Optional[int] = None) -> List[Detections]:
+                max_det: Optional[int] = None, multi_label: bool = False,
+                time_limit: bool = True) -> List[Detections]:
         """Detect objects in (B,3,H,W) (or one (3,H,W)) float images in [0,1] (eval mode, no autograd).
 
         NMS is ultralytics' ``non_max_suppression`` with this detector's settings (or the
         arguments given here); boxes are mapped back to the pixels of ``images`` as ultralytics'
-        ``scale_boxes`` does. Returns one :class:`Detections` per image.
+        ``scale_boxes`` does. ``multi_label=True`` lets one box carry several classes, as
+        ultralytics' validator scores mAP (the default keeps the best class, as its predictor);
+        ``time_limit=False`` lifts the NMS time budget (``max_time_img``), as metrics need.
+        Returns one :class:`Detections` per image.
         """
         from ultralytics.utils.ops import scale_boxes
 
@@ -141,9 +150,12 @@ class Detector(FreezableStage):
             out = self(images)
         finally:
             self.train(was_training)
+        budget = self.max_time_img if time_limit else None
         kept = non_max_suppression(out.preds, self.conf if conf is None else conf, self.iou if iou is None else iou,
-                                   self.classes, self.agnostic, max_det=self.max_det if max_det is None else max_det,
-                                   nc=0, end2end=bool(getattr(self.model, "end2end", False)))
+                                   self.classes, self.agnostic, multi_label=multi_label,
+                                   max_det=self.max_det if max_det is None else max_det, nc=0,
+                                   max_time_img=math.inf if budget is None else budget,
+                                   end2end=bool(getattr(self.model, "end2end", False)))
         results = []
         for det in kept:
             boxes = scale_boxes(out.letterbox.new_shape, det[:, :4].clone(), out.letterbox.orig_shape)

@@ -244,7 +244,8 @@ def validate_task(pipeline: nn.Module, data: TaskData, batch_size: int, device: 
             rainy = batch["img"].to(device)
             with autocast(device, amp_dtype):
                 derained = derainer.derain(rainy).float() if has_derainer else rainy
-            detections = detector.predict(derained) if detector is not None else None
+            detections = (detector.predict(derained, multi_label=True, time_limit=False)  # as ultralytics' validator,
+                          if detector is not None else None)                                # but load-independent
             masks = segmenter.predict(derained) if segmenter is not None else None
             for j, index in enumerate(chunk):
                 ori, ratio_pad = batch["ori_shape"][j], batch["ratio_pad"][j]
