@@ -40,6 +40,7 @@ def test_models_lists_presets(capsys):
     assert run_cli("models") == 0
     out = capsys.readouterr().out
     assert "prenet" in out and "identity" in out
+    assert [line for line in out.splitlines() if "--weights default" in line][0].startswith("mspfn_lite ")
 
 
 def test_derain_folder_of_odd_images(images, tmp_path, tiny_weights):

@@ -1,9 +1,10 @@
-"""``taskderain models``: list the registered derainer presets."""
+"""``taskderain models``: list the registered derainer presets and the weights shipped for them."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..models.pretrained import pretrained_tags
 from ..models.registry import get_entry, list_derainers
 
 
@@ -14,5 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name in list_derainers():
-        print(f"{name:<14} {get_entry(name).description}")
+        tags = pretrained_tags(name)
+        shipped = f"  [--weights {', '.join(tags)}]" if tags else ""
+        print(f"{name:<14} {get_entry(name).description}{shipped}")
     return 0

@@ -101,7 +101,8 @@ class Pipeline(nn.Module):
         items = load_inputs(inputs, color)
         results: List[PipelineResult] = []
         for group in _same_size_groups(items, batch):
-            rainy = torch.stack([t for _, t in group]).to(device)
+            tensors = [t for _, t in group]
+            rainy = (tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)).to(device)  # no copy for one
             derained = derain_tensor(self.derainer, rainy, tile=tile, overlap=overlap, dtype=dtype)
             with autocast(device, dtype):
                 detections = self.detector.predict(derained) if self.detector is not None else [None] * len(group)
