@@ -102,7 +102,8 @@ class Pipeline(nn.Module):
         results: List[PipelineResult] = []
         for group in _same_size_groups(items, batch):
             tensors = [t for _, t in group]
-            rainy = (tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)).to(device)  # no copy for one
+            # one image: a view (no copy) unless it is not contiguous (channels-last tensors from users)
+            rainy = (tensors[0][None].contiguous() if len(tensors) == 1 else torch.stack(tensors)).to(device)
             derained = derain_tensor(self.derainer, rainy, tile=tile, overlap=overlap, dtype=dtype)
             with autocast(device, dtype):
                 detections = self.detector.predict(derained) if self.detector is not None else [None] * len(group)
