@@ -172,6 +172,11 @@ def test_train_writes_checkpoints_load_derainer_reads(images, tmp_path):
     assert result["step"] == 4 and result["best"] is not None
     model = load_derainer(result["best"])
     assert model.preset == "mspfn_tiny"
+    from taskderain.train import load_trained_pipeline
+
+    pipe = load_trained_pipeline(result["best"])  # a restoration run: the derainer alone
+    assert pipe.detector is None and pipe.segmenter is None
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in pipe.derainer.state_dict().items())
     assert create_derainer("mspfn_tiny", weights=result["last"]).state_dict().keys() == model.state_dict().keys()
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,lr,loss,val_psnr_y"

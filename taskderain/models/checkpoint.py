@@ -89,8 +89,11 @@ def load_weights(model: Derainer, path: PathLike, strict: bool = True) -> Dict[s
             differ from the model's (the message names the file, both architectures/presets and
             the first mismatches).
     """
-    path = Path(path)
-    obj = read_checkpoint(path)
+    return _load_state(model, read_checkpoint(path), Path(path), strict)
+
+
+def _load_state(model: Derainer, obj: Dict[str, Any], path: Path, strict: bool = True) -> Dict[str, Any]:
+    """:func:`load_weights` on the already-read checkpoint ``obj`` of ``path``."""
     if is_taskderain_checkpoint(obj) and obj.get("arch") != model.arch:
         raise CheckpointError(
             f"{path} holds a {obj.get('arch')!r} derainer (preset {obj.get('preset')!r}), "
@@ -144,8 +147,13 @@ def write_checkpoint(path: PathLike, fields: Dict[str, Any], module: torch.nn.Mo
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
         meta["storage"] = "float16"
+    return save_atomic({**fields, "state_dict": state, "metadata": meta}, path)
+
+
+def save_atomic(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (temp file + rename: a crash leaves the old file)."""
     buffer = io.BytesIO()
-    torch.save({**fields, "state_dict": state, "metadata": meta}, buffer)
+    torch.save(obj, buffer)
     write_bytes_atomic(path, buffer.getvalue())
     return Path(path)
 
@@ -170,13 +178,18 @@ def create_derainer(name: str, weights: Optional[PathLike] = None, **overrides: 
     if is_taskderain_checkpoint(obj) and obj.get("preset") == name:
         config = dict(obj.get("config", {}))  # restores overrides the checkpoint was trained with
     model = build_derainer(name, **{**config, **overrides})
-    load_weights(model, weights)
+    _load_state(model, obj, Path(weights))  # the file is read once
     return model
 
 
 def load_derainer(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Derainer:
     """Rebuild a derainer from a taskderain checkpoint alone (architecture + config + weights)."""
-    obj = read_checkpoint(path)
+    return derainer_from_checkpoint(read_checkpoint(path), path).to(map_location)
+
+
+def derainer_from_checkpoint(obj: Dict[str, Any], path: PathLike) -> Derainer:
+    """:func:`load_derainer` on the already-read checkpoint ``obj`` of ``path`` (a training
+    checkpoint too), on the CPU; errors name ``path``."""
     if not is_taskderain_checkpoint(obj):
         raise CheckpointError(f"{path} is a plain state_dict without architecture information; "
                               f"use create_derainer(name, weights={str(path)!r}) with the matching name")
@@ -188,5 +201,5 @@ def load_derainer(path: PathLike, map_location: Union[str, torch.device] = "cpu"
                               f"known derainers: {', '.join(names)}")
     model = build_derainer(name, **dict(obj.get("config", {})))
     model.preset = preset
-    load_weights(model, path)
-    return model.to(map_location)
+    _load_state(model, obj, Path(path))
+    return model

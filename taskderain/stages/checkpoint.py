@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 
-from ..models.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from ..models.checkpoint import CheckpointError, read_checkpoint, save_atomic, write_checkpoint
 from .segmenter import Segmenter
 
 if TYPE_CHECKING:
@@ -123,13 +123,11 @@ def save_detector(detector: "Detector", path: PathLike, metadata: Optional[Dict[
     under ``"taskderain"``. Written atomically.
     """
     import copy
-    import io
     import time
 
     import ultralytics
 
     from .. import __version__
-    from ..imageio import write_bytes_atomic
 
     model = copy.deepcopy(detector.model).cpu().eval()
     for p in model.parameters():
@@ -139,7 +137,4 @@ def save_detector(detector: "Detector", path: PathLike, metadata: Optional[Dict[
             "best_fitness": None, "model": model.half() if half else model, "ema": None, "updates": None,
             "optimizer": None, "train_args": args,
             "taskderain": {"taskderain_version": __version__, **(metadata or {})}}
-    buffer = io.BytesIO()
-    torch.save(ckpt, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-    return Path(path)
+    return save_atomic(ckpt, path)

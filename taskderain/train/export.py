@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Union
+from typing import TYPE_CHECKING, Any, Dict, Union
 
 from ..models import CheckpointError
 from .checkpoint import load_train_checkpoint
@@ -29,22 +29,23 @@ def load_trained_pipeline(path: PathLike) -> "Pipeline":
     Raises:
         CheckpointError: not a training checkpoint, or its stage weights do not fit the config.
     """
+    return _trained_pipeline(load_train_checkpoint(path), path)
+
+
+def _trained_pipeline(obj: Dict[str, Any], path: PathLike) -> "Pipeline":
+    """:func:`load_trained_pipeline` on the already-read checkpoint ``obj`` of ``path``."""
+    from ..models import derainer_from_checkpoint
     from ..pipeline import Pipeline
     from .tasks import build_stages
 
-    obj = load_train_checkpoint(path)
     config = obj["train"]["config"]
-    if config["mode"] in TASK_MODES:
-        derainer, detector, segmenter = build_stages(config, nc=None)
-    else:
-        from ..models import create_derainer
-
-        m = config["model"]
-        derainer, detector, segmenter = create_derainer(m["name"], **m["options"]), None, None
+    derainer = derainer_from_checkpoint(obj, path)  # architecture, config and weights from the checkpoint
+    detector = segmenter = None
+    if config["mode"] in TASK_MODES:  # the heads as configured; the derainer's start weights are not needed
+        _, detector, segmenter = build_stages({**config, "model": {"name": "identity", "weights": None, "options": {}}},
+                                              nc=None)
     pipeline = Pipeline(derainer, detector, segmenter)
     try:
-        if any(True for _ in derainer.parameters()):
-            derainer.load_state_dict(obj["state_dict"])
         for name, state in (obj["train"].get("stages") or {}).items():
             getattr(pipeline, name).load_state_dict(state)
     except (RuntimeError, AttributeError) as exc:
@@ -66,7 +67,7 @@ def export_stages(path: PathLike, out: PathLike, half: bool = True) -> Dict[str,
     from ..stages import save_detector, save_segmenter
 
     obj = load_train_checkpoint(path)
-    pipeline = load_trained_pipeline(path)
+    pipeline = _trained_pipeline(obj, path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"exported_from": str(path), "mode": obj["train"]["config"]["mode"], "step": obj["train"]["step"],
