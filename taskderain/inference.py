@@ -36,6 +36,12 @@ def resolve_device(device: Union[str, torch.device, None] = None) -> torch.devic
     return device
 
 
+def module_device(module: torch.nn.Module, default: Union[str, torch.device] = "cpu") -> torch.device:
+    """The device of ``module``'s parameters (``default`` when it has none, e.g. the identity)."""
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device(default)
+
+
 def half_dtype(device: torch.device) -> torch.dtype:
     """The reduced precision to use on ``device``: bf16 on CPU, fp16 on CUDA."""
     return torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -102,7 +108,7 @@ def derain_tensor(model: Derainer, images: torch.Tensor, tile: Optional[int] = N
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected (B,3,H,W) images, got shape {tuple(images.shape)}")
     model.eval()
-    device = next(model.parameters(), torch.empty(0, device=images.device)).device
+    device = module_device(model, images.device)
     height, width = images.shape[-2:]
 
     def run(x: torch.Tensor) -> torch.Tensor:

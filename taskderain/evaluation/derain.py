@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import PairedRainDataset
-from ..inference import derain_tensor, to_uint8
+from ..inference import derain_tensor, module_device, to_uint8
 from ..metrics import describe_protocol, psnr, ssim
 from ..models.base import Derainer
 
@@ -27,7 +27,7 @@ def evaluate_derainer(model: Derainer, dataset: PairedRainDataset, tile: Optiona
         ``{"psnr_y", "ssim_y", "n", "protocol", "per_image": [{"name", "psnr_y", "ssim_y"}, ...]}``
         (keys ``psnr_rgb``/``ssim_rgb`` for ``channel="rgb"``).
     """
-    device = next(model.parameters(), torch.empty(0)).device
+    device = module_device(model)
     psnr_key, ssim_key = f"psnr_{channel}", f"ssim_{channel}"
     rows = []
     for item in tqdm(dataset, total=len(dataset), desc="eval-derain", unit="img", disable=not progress):

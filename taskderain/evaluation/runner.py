@@ -12,11 +12,9 @@ a cached result keeps the time it took when it was computed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,7 +26,7 @@ from ..metrics import DetectionEvaluator, SegmentationEvaluator, psnr, ssim
 from .cache import EvalCache, cache_key
 from .conditions import RainCondition
 from .dataset import EvalData
-from .stages import DerainerSpec, module_digest
+from .stages import DerainerSpec, file_sha256, module_digest
 from .tasks import (derain_uint8, detect_uint8, eval_geometry, rainy_image, resize_image, resize_mask,
                     segment_uint8)
 
@@ -80,10 +78,6 @@ class SampleView:
     clean: np.ndarray
     outputs: Dict[Tuple[str, str], Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(
         default_factory=dict)
-
-
-def _image_sha256(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
@@ -201,7 +195,7 @@ class Evaluation:
             if len(self.samples) < s.samples and len(sample["cls"]):
                 view = SampleView(str(sample["id"]), geometry, clean)
                 self.samples.append(view)
-            image_sha = _image_sha256(sample["path"])
+            image_sha = file_sha256(sample["path"])
             for cond in self.conditions:
                 rain: Dict[str, Any] = {}
                 for spec in self.derainers:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data.letterbox import LetterboxParams, letterbox_image, letterbox_mask, letterbox_params, unletterbox_xyxy
-from ..inference import derain_array, to_tensor
+from ..inference import derain_array, module_device, to_tensor
 from ..models import Derainer
 from ..rain import RainParams, add_rain, image_seed
 
@@ -57,10 +57,6 @@ def derain_uint8(model: Derainer, image: np.ndarray, dtype: Optional[torch.dtype
     return derain_array(model, image, tile=tile, dtype=dtype)
 
 
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters(), torch.empty(0)).device
-
-
 @torch.inference_mode()
 def detect_uint8(detector: nn.Module, image: np.ndarray, geometry: LetterboxParams,
                  multi_label: bool = True) -> DetectionArrays:
@@ -71,14 +67,14 @@ def detect_uint8(detector: nn.Module, image: np.ndarray, geometry: LetterboxPara
     classes, as ultralytics' validator scores mAP — and no NMS time limit (a loaded machine must
     not drop detections).
     """
-    det = detector.predict(to_tensor(image).to(_device(detector)), multi_label=multi_label, time_limit=False)[0]
+    det = detector.predict(to_tensor(image).to(module_device(detector)), multi_label=multi_label, time_limit=False)[0]
     boxes = unletterbox_xyxy(det.boxes.cpu().numpy(), geometry).astype(np.float64)
     return (boxes, det.scores.cpu().numpy().astype(np.float64), det.classes.cpu().numpy().astype(np.int64))
 
 
 def segment_uint8(segmenter: nn.Module, image: np.ndarray) -> np.ndarray:
     """(h, w) int64 class ids predicted on an evaluation-size uint8 image."""
-    return segmenter.predict(to_tensor(image).to(_device(segmenter)))[0].cpu().numpy().astype(np.int64)
+    return segmenter.predict(to_tensor(image).to(module_device(segmenter)))[0].cpu().numpy().astype(np.int64)
 
 
 def boxes_on_resized(boxes: np.ndarray, geometry: LetterboxParams) -> np.ndarray:

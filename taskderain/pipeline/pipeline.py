@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..inference import autocast, derain_tensor, half_dtype, resolve_device, to_uint8
+from ..inference import autocast, derain_tensor, half_dtype, module_device, resolve_device, to_uint8
 from ..models import Derainer, create_derainer
 from .config import load_config
 from .inputs import load_inputs
@@ -57,7 +57,7 @@ class Pipeline(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters(), torch.empty(0)).device
+        return module_device(self)
 
     def forward(self, images: torch.Tensor) -> Dict[str, Any]:
         """(B,3,H,W) rainy float in [0,1] → ``{"derained", "detections" (raw head output), "segmentation" (logits)}``."""
