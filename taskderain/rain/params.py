@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 BLENDS = ("add", "screen")
 
@@ -151,6 +151,20 @@ def params_at_intensity(intensity: float) -> RainParams:
         if intensity <= x1:
             return _interpolate(p0, p1, (intensity - x0) / (x1 - x0))
     return anchors[-1][1]
+
+
+def intensity_range(value: Any) -> Tuple[float, float]:
+    """``(low, high)`` from a two-number sequence with ``0 <= low <= high <= 1`` (a range of
+    :func:`params_at_intensity` intensities to draw from).
+
+    Raises:
+        ValueError: anything else (the message shows the value).
+    """
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value))
+    if not ok or not 0 <= value[0] <= value[1] <= 1:
+        raise ValueError(f"an intensity range must be [low, high] with 0 <= low <= high <= 1, got {value!r}")
+    return float(value[0]), float(value[1])
 
 
 def rain_params(preset: Optional[str] = None, intensity: Optional[float] = None, **overrides: Any) -> RainParams:

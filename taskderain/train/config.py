@@ -201,14 +201,11 @@ def rain_spec(data: Dict[str, Any]) -> Union["RainParams", Tuple[float, float]]:
         ValueError: an unknown preset, an intensity outside [0, 1] or a range that is not two
             increasing numbers.
     """
-    from ..rain import rain_params
+    from ..rain.params import intensity_range, rain_params
 
     intensity = data["rain_intensity"]
     if isinstance(intensity, list):
-        ok = len(intensity) == 2 and all(isinstance(x, Number) and not isinstance(x, bool) for x in intensity)
-        if not ok or not 0 <= intensity[0] <= intensity[1] <= 1:
-            raise ValueError(f"an intensity range must be [low, high] with 0 <= low <= high <= 1, got {intensity!r}")
-        return float(intensity[0]), float(intensity[1])
+        return intensity_range(intensity)
     return rain_params(data["rain_preset"] if intensity is None else None, intensity)
 
 

@@ -19,7 +19,7 @@ from ..data.augment import NUM_DIHEDRAL, dihedral, pad_to_size, paired_center_cr
 from ..data.paired import PairedRainDataset, natural_key
 from ..imageio import is_image_file, read_rgb
 from ..rain import add_rain, image_seed
-from ..rain.params import RainParams, params_at_intensity
+from ..rain.params import RainParams, intensity_range, params_at_intensity
 from .config import rain_spec
 
 PathLike = Union[str, os.PathLike]
@@ -78,9 +78,7 @@ class OnlineRainPairs(Dataset):
         if train and patch_size is None:
             raise ValueError("OnlineRainPairs(train=True) needs a patch_size")
         if not isinstance(params, RainParams):
-            low, high = params
-            if not 0 <= low <= high <= 1:
-                raise ValueError(f"an intensity range needs 0 <= low <= high <= 1, got {params!r}")
+            params = intensity_range(params)
         self.files = [Path(f) for f in files]
         self.params, self.rain_seed, self.patch_size = params, rain_seed, patch_size
         self.train, self.seed, self.epoch, self.repeat = train, seed, 0, repeat
