@@ -7,9 +7,12 @@ import glob
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 from ..imageio import IMAGE_SUFFIXES, is_image_file
+
+
+T = TypeVar("T")
 
 
 class CLIError(Exception):
@@ -84,3 +87,45 @@ def autotile(height: int, width: int, tile: Optional[int], max_pixels: int) -> O
         return tile if tile > 0 else None
     return 512 if height * width > max_pixels else None
 
+
+
+class ImageJobs:
+    """The image loop of a resumable batch command (``derain``, ``run``, ``synth``).
+
+    Iterating yields ``(job, image)`` for every job whose output is not there yet (``done(job)``
+    false; the others are counted in ``kept``) and whose image reads; an unreadable image is
+    recorded in ``failures`` (the message names the file) and the loop goes on.
+
+    Args:
+        jobs: paths, or anything ``path(job)`` maps to the image path.
+        desc: progress-bar label. ``as_float``: read images as float (16-bit precision kept).
+    """
+
+    def __init__(self, jobs: Iterable[T], desc: str, done: Optional[Callable[[T], bool]] = None,
+                 path: Callable[[T], Path] = lambda job: job, as_float: bool = False) -> None:
+        self.jobs, self.desc, self.done, self.path, self.as_float = list(jobs), desc, done, path, as_float
+        self.failures: List[str] = []
+        self.kept = 0
+
+    def __iter__(self) -> Iterator[Tuple[T, Any]]:
+        from tqdm import tqdm
+
+        from ..imageio import ImageReadError, read_rgb
+
+        for job in tqdm(self.jobs, desc=self.desc, unit="img"):
+            if self.done is not None and self.done(job):
+                self.kept += 1
+                continue
+            try:
+                image = read_rgb(self.path(job), as_float=self.as_float)
+            except (ImageReadError, FileNotFoundError) as exc:
+                self.failures.append(str(exc))
+                continue
+            yield job, image
+
+    def exit_status(self, what: str = "image") -> int:
+        """Print the failures (if any) to stderr; 1 if there were any, else 0."""
+        if not self.failures:
+            return 0
+        print(f"{len(self.failures)} {what}(s) failed:\n  " + "\n  ".join(self.failures), file=sys.stderr)
+        return 1

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-from .common import CLIError, add_model_args, autotile, ensure_writable_dir, expand_sources, load_model
+from .common import CLIError, ImageJobs, add_model_args, autotile, ensure_writable_dir, expand_sources, load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,9 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..imageio import ImageReadError, read_rgb, write_rgb
+    from ..imageio import write_rgb
     from ..inference import derain_array
 
     files = expand_sources(args.sources)
@@ -38,23 +35,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{len(clashes)} output name(s) would collide in {args.out} ({listing}); derain them separately")
     model, dtype = load_model(args)
     out_dir = ensure_writable_dir(args.out)
-    failures = []
-    done = skipped = 0
-    for path in tqdm(files, desc="derain", unit="img"):
-        target = out_dir / f"{path.stem}.png"
-        if args.skip_existing and target.exists():
-            skipped += 1
-            continue
-        try:
-            rgb = read_rgb(path, as_float=True)
-        except (ImageReadError, FileNotFoundError) as exc:
-            failures.append(str(exc))
-            continue
+    jobs = ImageJobs(files, "derain", done=(lambda path: (out_dir / f"{path.stem}.png").exists())
+                     if args.skip_existing else None, as_float=True)
+    done = 0
+    for path, rgb in jobs:
         tile = autotile(rgb.shape[0], rgb.shape[1], args.tile, args.max_pixels)
-        write_rgb(target, derain_array(model, rgb, tile=tile, overlap=args.overlap, dtype=dtype))
+        write_rgb(out_dir / f"{path.stem}.png", derain_array(model, rgb, tile=tile, overlap=args.overlap, dtype=dtype))
         done += 1
-    print(f"derained {done} image(s) into {out_dir}" + (f", kept {skipped} existing" if skipped else ""))
-    if failures:
-        print(f"{len(failures)} image(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    print(f"derained {done} image(s) into {out_dir}" + (f", kept {jobs.kept} existing" if jobs.kept else ""))
+    return jobs.exit_status()

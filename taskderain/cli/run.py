@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from .common import CLIError, ensure_writable_dir, expand_sources
+from .common import CLIError, ImageJobs, ensure_writable_dir, expand_sources
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..imageio import ImageReadError, read_rgb, write_bytes_atomic, write_mask, write_rgb
+    from ..imageio import write_bytes_atomic, write_mask, write_rgb
     from ..pipeline import Pipeline, load_config
     from ..visualize import draw_detections, overlay_mask
 
@@ -41,16 +38,14 @@ def run(args: argparse.Namespace) -> int:
     files = expand_sources(sources)
     pipeline = Pipeline.from_config(config)
     out = ensure_writable_dir(args.out)
-    failures, done = [], 0
-    for path in tqdm(files, desc="run", unit="img"):
-        record = out / "predictions" / f"{path.stem}.json"
-        if args.skip_existing and record.exists():
-            continue
-        try:
-            image = read_rgb(path, as_float=True)
-        except (ImageReadError, FileNotFoundError) as exc:
-            failures.append(str(exc))
-            continue
+
+    def record(path: Path) -> Path:  # written last: the image is finished
+        return out / "predictions" / f"{path.stem}.json"
+
+    jobs = ImageJobs(files, "run", done=(lambda path: record(path).exists()) if args.skip_existing else None,
+                     as_float=True)
+    done = 0
+    for path, image in jobs:
         result = pipeline.predict(image, color="rgb", half=config["half"], tile=config["tile"])[0]
         derained = result.derained_uint8()
         annotated = derained
@@ -64,13 +59,10 @@ def run(args: argparse.Namespace) -> int:
             rows = result.detections.to_coco(path.stem)
         write_rgb(out / "derained" / f"{path.stem}.png", derained)
         write_rgb(out / "annotated" / f"{path.stem}.png", annotated)
-        write_bytes_atomic(record, json.dumps(rows).encode())  # last: marks the image as finished
+        write_bytes_atomic(record(path), json.dumps(rows).encode())  # last: marks the image as finished
         done += 1
     gathered = [row for p in sorted((out / "predictions").glob("*.json")) for row in json.loads(p.read_text())]
     write_bytes_atomic(out / "predictions.json", json.dumps(gathered).encode())
     print(f"run: {done} image(s) into {out} ({len(gathered)} detections in {out / 'predictions.json'})")
-    if failures:
-        print(f"{len(failures)} image(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return jobs.exit_status()
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .common import CLIError, ensure_writable_dir
+from .common import CLIError, ImageJobs, ensure_writable_dir
 
 MANIFEST = "taskderain-synth.json"
 
@@ -80,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     import yaml
-    from tqdm import tqdm
 
-    from ..imageio import ImageReadError, is_image_file, read_rgb, write_bytes_atomic, write_rgb
+    from ..imageio import is_image_file, write_bytes_atomic, write_rgb
     from ..rain import add_rain, image_seed, rain_params
 
     preset = args.preset or (None if args.intensity is not None else "heavy")
@@ -114,17 +112,10 @@ def run(args: argparse.Namespace) -> int:
         stale.unlink()
     write_bytes_atomic(out / MANIFEST, json.dumps(manifest, indent=2).encode())
 
-    failures, made, kept = [], 0, 0
-    mask_sizes = {}
-    for image_path, target in tqdm(jobs, desc=f"synth {preset or f'intensity {args.intensity}'}", unit="img"):
-        if target.exists() and not args.overwrite:
-            kept += 1
-            continue
-        try:
-            clean = read_rgb(image_path)
-        except (ImageReadError, FileNotFoundError) as exc:
-            failures.append(str(exc))
-            continue
+    made, mask_sizes = 0, {}
+    images = ImageJobs(jobs, f"synth {preset or f'intensity {args.intensity}'}", path=lambda job: job[0],
+                       done=lambda job: job[1].exists() and not args.overwrite)
+    for (image_path, target), clean in images:
         mask_sizes[image_path.stem] = clean.shape[:2]
         rainy, _ = add_rain(clean, params, image_seed(image_path.stem, args.seed))
         write_rgb(target, rainy)
@@ -135,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
 
             shape = mask_sizes.get(src.stem)
             if shape is not None and read_mask(src).shape != shape:
-                failures.append(f"mask {src} is not the size of its image ({shape[1]}x{shape[0]}); not copied")
+                images.failures.append(f"mask {src} is not the size of its image ({shape[1]}x{shape[0]}); not copied")
                 continue
         if args.overwrite or not dst.exists():
             write_bytes_atomic(dst, src.read_bytes())
@@ -144,9 +135,6 @@ def run(args: argparse.Namespace) -> int:
         header = f"# rainy copy of {source.resolve()} made by taskderain synth (seed {args.seed})\n"
         write_bytes_atomic(yaml_path, (header + yaml.safe_dump(new_yaml, sort_keys=False)).encode())
         print(f"data YAML: {yaml_path}")
-    print(f"synth: {made} rainy image(s) written to {out}" + (f", {kept} already there" if kept else "")
+    print(f"synth: {made} rainy image(s) written to {out}" + (f", {images.kept} already there" if images.kept else "")
           + (f", {len(copies)} label/mask file(s) copied" if copies else ""))
-    if failures:
-        print(f"{len(failures)} file(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
-        return 1
-    return 0
+    return images.exit_status("file")
