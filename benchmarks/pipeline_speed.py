@@ -78,6 +78,17 @@ def default_weights() -> Tuple[str, str]:
     return "yolov8n.yaml", "no checkpoint found: yolov8n.yaml, random init"
 
 
+def apply_threads_and_weights(args: argparse.Namespace) -> Tuple[int, str]:
+    """Set torch's threads from ``--threads`` and fill ``--weights`` with :func:`default_weights`;
+    returns (threads, where the weights come from)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source = "--weights"
+    if args.weights is None:
+        args.weights, source = default_weights()
+    return torch.get_num_threads(), source
+
+
 def is_yaml(weights: str) -> bool:
     return Path(weights).suffix.lower() in (".yaml", ".yml")
 
@@ -135,12 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be ≥ 1 and --warmup ≥ 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
-    source = "--weights"
-    if args.weights is None:
-        args.weights, source = default_weights()
+    threads, source = apply_threads_and_weights(args)
 
     from taskderain.imageio import read_rgb, write_rgb
     from taskderain.inference import derain_tensor, to_tensor, to_uint8

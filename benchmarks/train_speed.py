@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from derain_speed import machine  # noqa: E402  (benchmarks/ is not a package)
-from pipeline_speed import default_weights, is_yaml  # noqa: E402
+from pipeline_speed import apply_threads_and_weights, is_yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "train_speed.json"
@@ -143,12 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
-    source = "--weights"
-    if args.weights is None:
-        args.weights, source = default_weights()
+    threads, source = apply_threads_and_weights(args)
 
     routes = build_routes(args)
     if torch.get_num_threads() != threads:  # ultralytics imports may change it
