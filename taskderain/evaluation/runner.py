@@ -22,13 +22,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..inference import derain_array
 from ..metrics import DetectionEvaluator, SegmentationEvaluator, psnr, ssim
 from .cache import EvalCache, cache_key
 from .conditions import RainCondition
 from .dataset import EvalData
 from .stages import DerainerSpec, file_sha256, module_digest
-from .tasks import (derain_uint8, detect_uint8, eval_geometry, rainy_image, resize_image, resize_mask,
-                    segment_uint8)
+from .tasks import detect_uint8, eval_geometry, rainy_image, resize_image, resize_mask, segment_uint8
 
 STAGES = ("rain", "derain", "detect", "segment", "metrics")
 IGNORE = 255
@@ -139,7 +139,7 @@ class Evaluation:
                 rain["time"] = time.perf_counter() - start
                 acc.computed["rain"] += 1
             start = time.perf_counter()
-            derained = rain["image"] if spec.is_identity else derain_uint8(spec.model, rain["image"], s.dtype, s.tile)
+            derained = rain["image"] if spec.is_identity else derain_array(spec.model, rain["image"], tile=s.tile, dtype=s.dtype)
             meta = {"rain_s": rain["time"], "derain_s": time.perf_counter() - start}
             self.cache.put_image("derained", key, derained, meta)
             acc.computed["derain"] += not spec.is_identity

@@ -14,7 +14,7 @@ truth lives. Masks are resized with nearest neighbour.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from ..data.letterbox import LetterboxParams, letterbox_image, letterbox_mask, letterbox_params, unletterbox_xyxy
-from ..inference import derain_array, module_device, to_tensor
-from ..models import Derainer
+from ..inference import module_device, to_tensor
 from ..rain import RainParams, add_rain, image_seed
 
 DetectionArrays = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) xyxy px, scores (N,), classes (N,)
@@ -49,12 +48,6 @@ def resize_mask(mask: np.ndarray, geometry: LetterboxParams, ignore_index: int =
 def rainy_image(image: np.ndarray, params: RainParams, image_id: str, seed: int) -> np.ndarray:
     """The evaluation rain of one (H, W, 3) uint8 image (identical to ``Rainy``'s epoch-0 rain)."""
     return add_rain(image, params, image_seed(str(image_id), seed))[0]
-
-
-def derain_uint8(model: Derainer, image: np.ndarray, dtype: Optional[torch.dtype] = None,
-                 tile: Optional[int] = None) -> np.ndarray:
-    """Derain (h, w, 3) uint8 on the model's device → (h, w, 3) uint8 (rounded)."""
-    return derain_array(model, image, tile=tile, dtype=dtype)
 
 
 @torch.inference_mode()
