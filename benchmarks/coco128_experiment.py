@@ -212,6 +212,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     split = write_split(coco, out / "data")
     base = base_config(args, split, coco / "masks" / "train2017")
     if args.rescore is not None:
+        if not args.rescore.is_dir():
+            raise SystemExit(f"--rescore: no folder {args.rescore} (expected <row>/derainer.pt, detector.pt, segmenter.pt)")
         results = score_exports(args, run_config(base, out, "rescore", mode="cascade"), args.rescore)
         (out / "rescore.json").write_text(json.dumps({"results": results, "exports": str(args.rescore)}, indent=2))
         print(table(results))
