@@ -12,7 +12,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import yaml
 
@@ -73,6 +73,27 @@ def validate_schema(raw: Any, sections: Dict[str, Dict[str, Field]], top_level: 
     return config
 
 
+Range = Tuple[Any, Any]  # inclusive (low, high); None = unbounded on that side
+
+
+def check_ranges(config: Dict[str, Any], ranges: Dict[str, Range], where: str) -> None:
+    """Check dotted keys (``"detector.conf"``) of a validated config against inclusive bounds.
+
+    Null values and absent (null) sections pass. Raises a :class:`ConfigError` naming the key,
+    e.g. ``'detector.conf' must be in [0, 1], got 1.5``.
+    """
+    for key, (low, high) in ranges.items():
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        if (low is not None and node < low) or (high is not None and node > high):
+            bound = (f"in [{low}, {high}]" if low is not None and high is not None
+                     else f">= {low}" if low is not None else f"<= {high}")
+            raise ConfigError(f"{where}: '{key}' must be {bound}, got {node!r}")
+
+
 def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
     """``["detector.conf=0.4", "half=true"]`` → nested dict; values are parsed as YAML scalars."""
     nested: Dict[str, Any] = {}
@@ -122,3 +143,14 @@ def resolve_relative(config: Dict[str, Any], keys: Iterable[Tuple[str, str]], ba
         value = node.get(key) if node else None
         if value and not Path(value).is_absolute() and (base / value).exists():
             node[key] = str(base / value)
+
+
+def first_difference(old: Any, new: Any, key: str = "") -> Optional[Tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` of the first place two settings dicts differ; None when equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new), key=str):
+            found = first_difference(old.get(k), new.get(k), f"{key}.{k}" if key else str(k))
+            if found:
+                return found
+        return None
+    return None if old == new else (key, old, new)

@@ -1,9 +1,12 @@
 """Reading and writing images with errors that name the file.
 
-Every image enters the library as RGB ``uint8`` (H, W, 3) or float32 in [0, 1]: grayscale is
-replicated to three channels, an alpha channel is dropped, 16-bit images are scaled to the
-8-bit range (float reads keep their 16-bit precision). Writes are atomic (temporary file +
-rename), so an interrupted run never leaves a truncated image behind.
+Every image enters the library as RGB ``uint8`` (H, W, 3) or float32 in [0, 1], in its
+*displayed* orientation: the EXIF Orientation tag is applied, as ``cv2.imread(IMREAD_COLOR)`` and
+ultralytics do (so boxes and labels line up with ``YOLO.predict`` on the same file). Grayscale is
+replicated to three channels, an alpha channel is dropped, 16-bit images are scaled to the 8-bit
+range (float reads keep their 16-bit precision). Writes are atomic (temporary file + rename), so
+an interrupted run never leaves a truncated image behind; :func:`remove_stale_parts` clears the
+temporary files of a run killed mid-write.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import Tuple, Union
 
 import cv2
 import numpy as np
@@ -43,7 +46,8 @@ def _decode(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     if data.size == 0:
         raise ImageReadError(f"image file is empty (0 bytes): {path}")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # not IMREAD_UNCHANGED: that flag skips the EXIF orientation; ANYDEPTH keeps 16-bit / float
+    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None:
         raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
     return image
@@ -63,7 +67,7 @@ def _to_rgb(image: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_rgb(path: PathLike, as_float: bool = False) -> np.ndarray:
-    """Read an image file as RGB.
+    """Read an image file as RGB, in its displayed orientation (EXIF Orientation applied).
 
     Args:
         path: image file (PNG, JPEG, BMP, TIFF, WebP); grayscale, RGBA and 16-bit accepted.
@@ -91,6 +95,38 @@ def read_rgb(path: PathLike, as_float: bool = False) -> np.ndarray:
     if image.dtype == np.uint8:
         return np.ascontiguousarray(image)
     return np.ascontiguousarray(np.clip(np.rint(image.astype(np.float64) * (255.0 / scale)), 0, 255).astype(np.uint8))
+
+
+def image_size(path: PathLike) -> Tuple[int, int]:
+    """(height, width) of an image file as :func:`read_rgb` returns it, read from its header only.
+
+    The EXIF Orientation is applied (orientations 5-8 swap the sides), so the size matches
+    the decoded image; falls back to decoding when the header cannot be parsed.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return read_rgb(path).shape[:2]
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def remove_stale_parts(folder: PathLike) -> int:
+    """Delete the ``.NAME.*.part`` temporary files that a run killed mid-write left under ``folder``.
+
+    Returns how many were removed (0 when ``folder`` does not exist).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.rglob(".*.part") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_rgb(path: PathLike, image: np.ndarray) -> Path:

@@ -4,12 +4,20 @@ Tiling keeps activation memory bounded by the tile size: tiles are derained one 
 the model's device and blended on the CPU with weights that are zero within ``overlap // 4``
 of an inner tile edge and ramp up linearly across the rest of the overlap, so the border
 artefacts of every tile are discarded and no seam remains.
+
+One tiling policy serves every command and the Python API (:func:`choose_tile`): an explicit
+``tile`` is used as given; otherwise images above ``max_pixels`` (default
+:data:`DEFAULT_MAX_PIXELS`, about 1920x1080) are derained in :data:`AUTO_TILE` px tiles, and
+``max_pixels`` 0 or ``None`` never tiles. :func:`check_tiling` is the one rule for the values.
+
+Inputs must be float images in [0, 1] without NaN/Inf, and a derainer output holding NaN/Inf
+is an error (:class:`NonFiniteOutputError`), never a black image.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -54,6 +62,68 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+DEFAULT_MAX_PIXELS = 2_100_000  #: images above this many pixels are tiled automatically (~1920x1080)
+AUTO_TILE = 512  #: tile side used by automatic tiling
+
+
+class NonFiniteOutputError(ValueError):
+    """A derainer produced NaN or Inf (diverged weights, fp16 overflow): refused, never written."""
+
+
+def check_tiling(tile: Optional[int], overlap: int, max_pixels: Optional[int] = 0) -> None:
+    """The one rule for tiling settings, in every command and API call.
+
+    ``tile``: ``None`` (whole image, or automatic above ``max_pixels``) or a whole number of
+    pixels larger than ``overlap``; ``overlap``: a whole number >= 0; ``max_pixels``: ``None``,
+    0 (never tile automatically) or a positive whole number.
+
+    Raises:
+        ValueError: naming every value, e.g. ``tile=-5, overlap=64``.
+    """
+    def whole(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    ok = (whole(overlap) and overlap >= 0 and (tile is None or (whole(tile) and tile > overlap))
+          and (max_pixels is None or (whole(max_pixels) and max_pixels >= 0)))
+    if not ok:
+        raise ValueError(f"bad tiling: tile must be null (whole image) or a whole number of pixels larger than "
+                         f"overlap, overlap a whole number >= 0, max_pixels >= 0 (0: never tile automatically); "
+                         f"got tile={tile!r}, overlap={overlap!r}, max_pixels={max_pixels!r}")
+
+
+def choose_tile(height: int, width: int, tile: Optional[int] = None, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                overlap: int = 64) -> Optional[int]:
+    """The tile side for an H x W image: ``tile`` when given; else :data:`AUTO_TILE` (at least
+    ``2 * overlap``) when ``height * width > max_pixels``; else ``None`` (whole image).
+    ``max_pixels`` 0 or ``None`` never tiles automatically."""
+    check_tiling(tile, overlap, max_pixels)
+    if tile is not None:
+        return tile
+    if max_pixels and height * width > max_pixels:
+        return max(AUTO_TILE, 2 * overlap)
+    return None
+
+
+def check_images(images: torch.Tensor, what: str = "images", finite: bool = True) -> None:
+    """Refuse what the stages would silently misread: non-float tensors (uint8 in 0..255 taken
+    as [0, 1] floats turns every pixel white) and, with ``finite``, NaN/Inf pixels (the check
+    costs a device sync; training steps skip it and check the loss instead).
+
+    Raises:
+        TypeError: not a floating-point tensor (the message says how to convert).
+        ValueError: a wrong shape, or NaN/Inf values.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch.Tensor, got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"{what}: expected float images in [0, 1], got a {images.dtype} tensor; convert uint8 "
+                        f"images with images.float() / 255 (16-bit: / 65535)")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{what}: expected (B,3,H,W) images, got shape {tuple(images.shape)}")
+    if finite and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{what}: {int((~torch.isfinite(images)).sum())} pixel value(s) are NaN or Inf")
+
+
 def tile_spans(size: int, tile: int, overlap: int, align: int = 1) -> List[Tuple[int, int]]:
     """(start, length) of tiles covering ``[0, size)``, neighbours sharing at least ``overlap`` pixels.
 
@@ -95,30 +165,41 @@ def iter_tiles(height: int, width: int, tile: int, overlap: int,
 
 @torch.inference_mode()
 def derain_tensor(model: Derainer, images: torch.Tensor, tile: Optional[int] = None, overlap: int = 64,
-                  dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+                  dtype: Optional[torch.dtype] = None, max_pixels: Optional[int] = 0) -> torch.Tensor:
     """Derain (B,3,H,W) float in [0,1] → (B,3,H,W) float32 in [0,1] on the input's device.
 
     Args:
         model: a derainer; it runs on its own device (eval mode, no autograd).
-        tile: tile side in pixels (``None`` = whole image). Must exceed ``overlap``.
+        tile: tile side in pixels (``None`` = whole image, or automatic above ``max_pixels``).
+            Must exceed ``overlap`` (:func:`check_tiling`).
         overlap: pixels shared by neighbouring tiles; larger than twice the model's receptive
             radius gives seam-free output identical to the untiled one for convolutional models.
         dtype: autocast dtype (``torch.bfloat16`` / ``torch.float16``) or ``None`` for fp32.
+        max_pixels: tile automatically above this many pixels (:func:`choose_tile`); 0 = never
+            (the default here; commands and ``Pipeline.predict`` use :data:`DEFAULT_MAX_PIXELS`).
+
+    Raises:
+        TypeError / ValueError: non-float images, NaN/Inf pixels, bad tiling values.
+        NonFiniteOutputError: the derainer's output holds NaN/Inf.
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected (B,3,H,W) images, got shape {tuple(images.shape)}")
+    check_images(images)
+    height, width = images.shape[-2:]
+    tile = choose_tile(height, width, tile, max_pixels, overlap)
     model.eval()
     device = module_device(model, images.device)
-    height, width = images.shape[-2:]
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, dtype):
-            return model(x.to(device, torch.float32)).float()
+            y = model(x.to(device, torch.float32)).float()
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteOutputError(f"the derainer ({getattr(model, 'preset', type(model).__name__)}) produced "
+                                       f"NaN/Inf for an input of {tuple(x.shape)}"
+                                       + ("" if dtype is None else f" under {str(dtype).replace('torch.', '')} "
+                                          "autocast (try fp32)"))
+        return y
 
     if tile is None or (tile >= height and tile >= width):
         return run(images).clamp(0, 1).to(images.device)  # not in place: identity returns its input
-    if tile <= overlap:
-        raise ValueError(f"tile ({tile}) must be larger than overlap ({overlap})")
     out = torch.zeros(images.shape, dtype=torch.float64)
     total = torch.zeros((1, 1, height, width), dtype=torch.float64)
     align = getattr(model, "pad_multiple", 1)
@@ -144,6 +225,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def derain_array(model: Derainer, rgb: np.ndarray, tile: Optional[int] = None, overlap: int = 64,
-                 dtype: Optional[torch.dtype] = None) -> np.ndarray:
-    """Derain one (H,W,3) RGB image (uint8 or float [0,1]) → (H,W,3) uint8."""
-    return to_uint8(derain_tensor(model, to_tensor(rgb), tile=tile, overlap=overlap, dtype=dtype))
+                 dtype: Optional[torch.dtype] = None, max_pixels: Optional[int] = 0) -> np.ndarray:
+    """Derain one (H,W,3) RGB image (uint8 or float [0,1]) → (H,W,3) uint8 (see :func:`derain_tensor`)."""
+    return to_uint8(derain_tensor(model, to_tensor(rgb), tile=tile, overlap=overlap, dtype=dtype,
+                                  max_pixels=max_pixels))

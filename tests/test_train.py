@@ -214,7 +214,7 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(images, tmp_path):
 def test_resume_rejects_corrupt_mismatched_and_plain_checkpoints(images, tmp_path):
     out = tmp_path / "run"
     train(tiny(images, out, steps=2))
-    with pytest.raises(CheckpointError, match=r"'model' differs"):
+    with pytest.raises(CheckpointError, match=r"'model.options.width' differs \(checkpoint None, now 4\)"):
         train(tiny(images, out, steps=4, resume=True), ["model.options={width: 4}"])
     with pytest.raises(CheckpointError, match=r"'seed' differs"):
         train(tiny(images, out, steps=4, resume=True, seed=4))
@@ -312,4 +312,4 @@ def test_cli_train(images, tmp_path, capsys):
     assert cli_main.main(["train", str(path), "data.bach=3"]) == 2
     assert "unknown key 'data.bach'" in capsys.readouterr().err
     assert cli_main.main(["train", str(path), "--resume", "steps=3"]) == 2  # batch differs from the run's
-    assert "'data' differs" in capsys.readouterr().err
+    assert "'data.batch' differs (checkpoint 3, now 2)" in capsys.readouterr().err

@@ -240,7 +240,7 @@ def test_segmenter_mode_trains_segmenter_on_clean_images(yolo_data, tmp_path):
 def test_task_resume_checks_stage_settings(yolo_data, tmp_path):
     out = tmp_path / "run"
     train(config(yolo_data, out, mode="detector_on_rain", steps=1, best_metric="map50"))
-    with pytest.raises(Exception, match=r"'loss' differs"):
+    with pytest.raises(Exception, match=r"'loss.detection' differs"):
         train(config(yolo_data, out, mode="detector_on_rain", steps=2, best_metric="map50", resume=True),
               ["loss.detection=0.5"])
     result = train(config(yolo_data, out, mode="detector_on_rain", steps=2, best_metric="map50", resume=True))

@@ -7,7 +7,8 @@ import glob
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from collections import defaultdict
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 from ..imageio import IMAGE_SUFFIXES, is_image_file
 
@@ -25,15 +26,26 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="checkpoint or state_dict file for the derainer")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or 1 (default: cuda if available)")
     parser.add_argument("--half", action="store_true", help="autocast: bf16 on CPU, fp16 on CUDA")
+    add_tiling_args(parser)
+
+
+def add_tiling_args(parser: argparse.ArgumentParser) -> None:
+    """--tile/--overlap/--max-pixels, checked by :func:`taskderain.inference.check_tiling`."""
+    from ..inference import DEFAULT_MAX_PIXELS
+
     parser.add_argument("--tile", type=int, default=None, help="derain in tiles of N px (bounded memory)")
     parser.add_argument("--overlap", type=int, default=64, help="pixels shared by neighbouring tiles (default 64)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"images larger than this are tiled automatically (default {DEFAULT_MAX_PIXELS:,}, "
+                             "~1920x1080; 0: never)")
 
 
 def load_model(args: argparse.Namespace) -> tuple:
     """(model on its device, autocast dtype or None) from the parsed model arguments."""
-    from ..inference import half_dtype, resolve_device
+    from ..inference import check_tiling, half_dtype, resolve_device
     from ..models import create_derainer
 
+    check_tiling(args.tile, args.overlap, args.max_pixels)  # before any work
     device = resolve_device(args.device)
     model = create_derainer(args.model, weights=args.weights)
     if args.weights is None and any(True for _ in model.parameters()):
@@ -81,12 +93,34 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-def autotile(height: int, width: int, tile: Optional[int], max_pixels: int) -> Optional[int]:
-    """The tile size to use: the user's, or 512 when the image exceeds ``max_pixels``."""
-    if tile is not None:
-        return tile if tile > 0 else None
-    return 512 if height * width > max_pixels else None
+def check_unique_stems(files: List[Path], out: Path) -> None:
+    """Outputs are named after the inputs' stems: refuse inputs whose stems collide
+    (``photo.jpg`` + ``photo.png``), which would overwrite each other's outputs."""
+    by_stem: Dict[str, List[Path]] = defaultdict(list)
+    for path in files:
+        by_stem[path.stem].append(path)
+    clashes = {stem: paths for stem, paths in by_stem.items() if len(paths) > 1}
+    if clashes:
+        listing = "; ".join(f"{stem}: {', '.join(map(str, paths))}" for stem, paths in list(clashes.items())[:5])
+        raise CLIError(f"{len(clashes)} output name(s) would collide in {out} ({listing}); outputs are named after "
+                       "the file stem, so process these separately or rename them")
 
+
+def check_out_not_in_sources(out: Path, sources: Iterable[str], files: Iterable[Path]) -> None:
+    """Refuse, before any work, an output folder that would mix outputs with the inputs, naming both
+    paths: a folder given as a source, or inside one; or the folder of an input file (an output
+    PNG could replace an input of the same name)."""
+    target = out.resolve()
+    folders = [Path(s).resolve() for s in sources if Path(s).is_dir()]
+    for folder in dict.fromkeys(folders):
+        if target == folder or folder in target.parents:
+            where = "is" if target == folder else "is inside"
+            raise CLIError(f"--out {out} {where} the source folder {folder}: outputs would replace or mix with the "
+                           "inputs; choose an output folder outside the sources")
+    for folder in dict.fromkeys(Path(f).resolve().parent for f in files):
+        if target == folder:
+            raise CLIError(f"--out {out} is the folder of the input images ({folder}): outputs would replace or mix "
+                           "with the inputs; choose another output folder")
 
 
 class ImageJobs:
@@ -122,6 +156,17 @@ class ImageJobs:
                 self.failures.append(str(exc))
                 continue
             yield job, image
+
+    def attempt(self, job: T, work: Callable[[], Any]) -> Any:
+        """``work()`` for ``job``; a non-finite result (NaN/Inf from the model) is recorded as a
+        failure naming the image instead of being written, and gives ``None``."""
+        from ..inference import NonFiniteOutputError
+
+        try:
+            return work()
+        except NonFiniteOutputError as exc:
+            self.failures.append(f"{self.path(job)}: {exc}; nothing written")
+            return None
 
     def exit_status(self, what: str = "image") -> int:
         """Print the failures (if any) to stderr; 1 if there were any, else 0."""

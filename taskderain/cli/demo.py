@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from ultralytics.utils import ASSETS
 
     from ..imageio import read_rgb, write_bytes_atomic, write_rgb
-    from ..inference import derain_tensor, resolve_device, to_tensor, to_uint8
+    from ..inference import DEFAULT_MAX_PIXELS, derain_tensor, resolve_device, to_tensor, to_uint8
     from ..metrics import psnr
     from ..models import create_derainer
     from ..rain import add_rain, image_seed, rain_params
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     for path in (Path(ASSETS) / "bus.jpg", Path(ASSETS) / "zidane.jpg"):
         clean = fit(read_rgb(path), args.size)
         rainy, _ = add_rain(clean, params, image_seed(path.stem, args.seed))
-        derained = to_uint8(derain_tensor(derainer, to_tensor(rainy).to(device)))
+        derained = to_uint8(derain_tensor(derainer, to_tensor(rainy).to(device), max_pixels=DEFAULT_MAX_PIXELS))
         write_rgb(out / "rainy" / f"{path.stem}.png", rainy)
         write_rgb(out / "derained" / f"{path.stem}.png", derained)
         conditions = (("clean", clean, None), (f"rainy ({args.preset})", rainy, psnr(rainy, clean)),

@@ -49,11 +49,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_writable_dir(args.out)  # before any work
-    if args.cache is not None:
-        ensure_writable_dir(args.cache)
+    from ..imageio import remove_stale_parts
+
     if args.limit is not None and args.limit < 1:
         raise CLIError(f"--limit must be >= 1, got {args.limit}")
+    if args.imgsz is not None and args.imgsz < 1:
+        raise CLIError(f"--imgsz must be a positive number of pixels, got {args.imgsz}")
+    for name in ("conf", "iou"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise CLIError(f"--{name} must be in [0, 1], got {getattr(args, name)}")
+    for folder in (args.out, args.cache):  # before any work; a killed run's temporary files go
+        if folder is not None:
+            remove_stale_parts(ensure_writable_dir(folder))
 
     from ..evaluation import (EvalSettings, build_derainer_spec, evaluate_report, identity_spec, open_eval_data,
                               parse_derainers, parse_intensity, parse_rain)
@@ -75,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
                           class_map=args.class_map, allow_unpaired_labels=args.allow_unpaired_labels)
     device = resolve_device(config["device"])
     detector, segmenter = _stages(config, data, args.imgsz, device)
-    imgsz = args.imgsz or (config["detector"]["imgsz"] if config["detector"] is not None else 640)
+    imgsz = args.imgsz if args.imgsz is not None else (config["detector"]["imgsz"] if config["detector"] else 640)
     settings = EvalSettings(imgsz=imgsz, seed=config["rain"]["seed"] if args.seed is None else args.seed,
                             conf=args.conf, iou=args.iou,
                             max_det=config["detector"]["max_det"] if config["detector"] is not None else 300,
                             dtype=half_dtype(device) if config["half"] else None, tile=config["tile"],
+                            overlap=config["overlap"], max_pixels=config["max_pixels"],
                             samples=args.samples)
     for spec in derainers:
         spec.model.to(device)
@@ -102,7 +110,8 @@ def _stages(config: dict, data, imgsz, device):
     detector = segmenter = None
     if config["detector"] is not None:
         c = config["detector"]
-        detector = create_detector(weights=c["weights"], cfg=c["cfg"], nc=c["nc"], imgsz=imgsz or c["imgsz"],
+        detector = create_detector(weights=c["weights"], cfg=c["cfg"], nc=c["nc"],
+                                   imgsz=c["imgsz"] if imgsz is None else imgsz,
                                    max_det=c["max_det"]).to(device).eval()
         if detector.nc != len(data.names):
             raise CLIError(f"the detector ({c['weights'] or c['cfg']}) has {detector.nc} classes but {data.source} "

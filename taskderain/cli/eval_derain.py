@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_model_args, load_model
+from .common import add_model_args, ensure_writable_dir, load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,10 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate_derainer
     from ..imageio import write_bytes_atomic
 
+    if args.json is not None:  # before any work
+        ensure_writable_dir(args.json.parent)
     dataset = PairedRainDataset(args.data_root, limit=args.limit)
     model, dtype = load_model(args)
     result = evaluate_derainer(model, dataset, tile=args.tile, overlap=args.overlap, dtype=dtype,
-                               channel=args.channel, round_y=not args.float_y)
+                               channel=args.channel, round_y=not args.float_y, max_pixels=args.max_pixels)
     result = {"model": args.model, "weights": args.weights, "data_root": str(args.data_root),
               "precision": "fp32" if dtype is None else str(dtype).replace("torch.", ""), **result}
     tag = args.channel.upper()

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from .common import CLIError, ImageJobs, ensure_writable_dir
+from .common import CLIError, ImageJobs, check_out_not_in_sources, ensure_writable_dir
 
 MANIFEST = "taskderain-synth.json"
 
@@ -66,6 +66,13 @@ def _plan_yaml(source: Path, out: Path) -> Tuple[List[Tuple[Path, Path]], List[T
     return list(jobs.items()), labels, new_yaml
 
 
+def new_yaml_root(source: Path) -> Path:
+    """The dataset root (``path:``) of an ultralytics data YAML: where its images are read from."""
+    from ..data.detection import load_data_yaml
+
+    return Path(load_data_yaml(source)["path"])
+
+
 def _check_manifest(out: Path, manifest: Dict, overwrite: bool) -> None:
     path = out / MANIFEST
     if path.exists() and not overwrite:
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from ..imageio import is_image_file, write_bytes_atomic, write_rgb
+    from ..imageio import ImageReadError, image_size, is_image_file, remove_stale_parts, write_bytes_atomic, write_rgb
     from ..rain import add_rain, image_seed, rain_params
 
     preset = args.preset or (None if args.intensity is not None else "heavy")
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"no such folder or data YAML: {source}")
     copies: List[Tuple[Path, Path]] = []
+    image_of_mask: Dict[Path, Path] = {}  # --masks: where a mask goes → its image
     new_yaml: Optional[Dict] = None
     if source.is_file() and source.suffix in (".yaml", ".yml"):
         jobs, copies, new_yaml = _plan_yaml(source, out)
@@ -102,39 +110,57 @@ def run(args: argparse.Namespace) -> int:
                 raise FileNotFoundError(f"mask folder not found: {args.masks}")
             masks = {p.stem: p for p in args.masks.iterdir() if p.is_file() and is_image_file(p)}
             copies = [(masks[p.stem], out / "masks" / masks[p.stem].name) for p in images if p.stem in masks]
+            image_of_mask = {dst: image for image, (_, dst) in zip([p for p in images if p.stem in masks], copies)}
     else:
         raise ValueError(f"SOURCE must be an image folder or a data YAML (.yaml): {source}")
+    targets: Dict[Path, List[Path]] = {}
+    for image_path, target in jobs:
+        targets.setdefault(target, []).append(image_path)
+    clashes = {t: srcs for t, srcs in targets.items() if len(srcs) > 1}
+    if clashes:
+        target, srcs = next(iter(clashes.items()))
+        raise CLIError(f"{len(clashes)} output name(s) would collide (e.g. {target} from {', '.join(map(str, srcs))}): "
+                       "rainy copies are PNGs named after the file stem; rename or split these images")
+    read_from = [source if source.is_dir() else new_yaml_root(source)] + ([args.masks] if args.masks else [])
+    check_out_not_in_sources(out, [str(f) for f in read_from], [])
     ensure_writable_dir(out)
     manifest = {"source": str(source.resolve()), "preset": preset, "intensity": args.intensity, "seed": args.seed,
                 "params": dataclasses.asdict(params), "per_image_seed": "image_seed(file stem, seed)"}
     _check_manifest(out, manifest, args.overwrite)
-    for stale in out.rglob(".*.part"):  # temporary files of a run killed mid-write
-        stale.unlink()
+    remove_stale_parts(out)  # temporary files of a run killed mid-write
     write_bytes_atomic(out / MANIFEST, json.dumps(manifest, indent=2).encode())
 
-    made, mask_sizes = 0, {}
+    made = 0
     images = ImageJobs(jobs, f"synth {preset or f'intensity {args.intensity}'}", path=lambda job: job[0],
                        done=lambda job: job[1].exists() and not args.overwrite)
     for (image_path, target), clean in images:
-        mask_sizes[image_path.stem] = clean.shape[:2]
         rainy, _ = add_rain(clean, params, image_seed(image_path.stem, args.seed))
         write_rgb(target, rainy)
         made += 1
+    copied = 0
     for src, dst in copies:
-        if args.masks is not None:
+        if dst in image_of_mask:  # a mask: it must fit its image, whether the image was made now or before
             from ..data.segmentation import read_mask
 
-            shape = mask_sizes.get(src.stem)
-            if shape is not None and read_mask(src).shape != shape:
-                images.failures.append(f"mask {src} is not the size of its image ({shape[1]}x{shape[0]}); not copied")
+            image = image_of_mask[dst]
+            try:
+                height, width = image_size(image)
+            except (ImageReadError, FileNotFoundError):
+                continue  # the unreadable image is reported already
+            if read_mask(src).shape != (height, width):
+                images.failures.append(f"mask {src} is not the size of its image {image} ({width}x{height}); "
+                                       "not copied")
+                if dst.exists():
+                    dst.unlink()  # a wrong-size mask copied by an older version
                 continue
         if args.overwrite or not dst.exists():
             write_bytes_atomic(dst, src.read_bytes())
+            copied += 1
     if new_yaml is not None:
         yaml_path = out / f"{source.stem}-rain-{preset or f'i{args.intensity:g}'}.yaml"
         header = f"# rainy copy of {source.resolve()} made by taskderain synth (seed {args.seed})\n"
         write_bytes_atomic(yaml_path, (header + yaml.safe_dump(new_yaml, sort_keys=False)).encode())
         print(f"data YAML: {yaml_path}")
     print(f"synth: {made} rainy image(s) written to {out}" + (f", {images.kept} already there" if images.kept else "")
-          + (f", {len(copies)} label/mask file(s) copied" if copies else ""))
+          + (f", {copied} label/mask file(s) copied" if copied else ""))
     return images.exit_status("file")

@@ -43,9 +43,26 @@ def load_data_yaml(path: PathLike) -> Dict[str, Any]:
     if "names" not in data:
         raise ValueError(f"data YAML {path} has no 'names' (class names)")
     names = data["names"]
-    names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else {int(k): str(v) for k, v in names.items()}
+    if not isinstance(names, (list, tuple, dict)):
+        raise ValueError(f"data YAML {path}: 'names' must be a list of class names or a mapping id: name, "
+                         f"got {type(names).__name__} {names!r}")
+    try:
+        names = dict(enumerate(names)) if isinstance(names, (list, tuple)) else {int(k): str(v) for k, v in names.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"data YAML {path}: 'names' keys must be class ids 0..N-1, got {list(names)}") from None
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"data YAML {path}: class ids in 'names' must be 0..{len(names) - 1}, got {sorted(names)}")
+    nc = data.get("nc")
+    if nc is not None and (not isinstance(nc, int) or isinstance(nc, bool) or nc != len(names)):
+        raise ValueError(f"data YAML {path}: 'nc' is {nc!r} but 'names' lists {len(names)} classes "
+                         "(ultralytics refuses this too); make them agree")
+    for key in ("path", "train", "val", "test"):
+        entry = data.get(key)
+        ok = entry is None or isinstance(entry, str) or (key != "path" and isinstance(entry, list)
+                                                          and all(isinstance(e, str) for e in entry))
+        if not ok:
+            kind = "a folder path" if key == "path" else "a folder / .txt list path or a list of them"
+            raise ValueError(f"data YAML {path}: '{key}' must be {kind}, got {type(entry).__name__} {entry!r}")
     root = Path(data.get("path") or ".")
     if not root.is_absolute():
         root = (path.parent / root) if (path.parent / root).exists() else root.resolve()

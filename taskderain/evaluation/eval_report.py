@@ -41,7 +41,8 @@ def protocol_lines(settings: EvalSettings, segmentation: bool) -> List[str]:
         "Derained images are quantised to 8 bits (rounded) before any metric or task head sees them.",
         f"PSNR-Y / SSIM-Y: {describe_protocol('y', True)}; derained vs clean at the evaluation size, mean over "
         f"images. Derainer precision: {'fp32' if s.dtype is None else str(s.dtype).replace('torch.', '')}"
-        + (f", tiles of {s.tile} px" if s.tile else "") + ".",
+        + (f", tiles of {s.tile} px" if s.tile else f", images above {s.max_pixels:,} px tiled automatically"
+           if s.max_pixels else "") + ".",
         f"Detection: {DETECTION_PROTOCOL}; in-memory COCO ground truth from the dataset's labels at the original "
         f"resolution, detections mapped back to original pixels; NMS conf {s.conf}, IoU {s.iou}, max {s.max_det} "
         "detections (ultralytics' validator settings). ultralytics' own validator reports a close but not identical "

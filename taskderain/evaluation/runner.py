@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..inference import derain_array
+from ..inference import DEFAULT_MAX_PIXELS, NonFiniteOutputError, check_tiling, choose_tile, derain_array
 from ..metrics import DetectionEvaluator, SegmentationEvaluator, psnr, ssim
 from .cache import EvalCache, cache_key
 from .conditions import RainCondition
@@ -42,7 +42,9 @@ class EvalSettings:
         imgsz: longest image side the derainer and the task heads see, px.
         seed: rain seed (per image: ``image_seed(image id, seed)``).
         conf, iou, max_det: detector NMS for mAP (defaults = ultralytics' validator: 0.001, 0.7, 300).
-        dtype: autocast dtype for the derainer (None = fp32). ``tile``: derain in tiles of N px.
+        dtype: autocast dtype for the derainer (None = fp32). ``tile``: derain in tiles of N px;
+            ``None``: tiled automatically above ``max_pixels`` (:func:`~taskderain.inference.choose_tile`,
+            the policy of every command), ``overlap`` px shared by neighbouring tiles.
         samples: how many images to keep (with their results) for the sample grid.
     """
 
@@ -53,7 +55,18 @@ class EvalSettings:
     max_det: int = 300
     dtype: Optional[torch.dtype] = None
     tile: Optional[int] = None
+    overlap: int = 64
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
     samples: int = 3
+
+    def __post_init__(self) -> None:
+        check_tiling(self.tile, self.overlap, self.max_pixels)
+        if not isinstance(self.imgsz, int) or isinstance(self.imgsz, bool) or self.imgsz < 1:
+            raise ValueError(f"imgsz must be a positive number of pixels, got {self.imgsz!r}")
+        for name in ("conf", "iou"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
 
 
 @dataclass
@@ -124,9 +137,11 @@ class Evaluation:
     def _derained(self, spec: DerainerSpec, cond: RainCondition, sample: Dict[str, Any], image_sha: str,
                   geometry: Any, rain: Dict[str, Any], acc: Accumulator) -> Tuple[np.ndarray, str]:
         s = self.settings
+        tile = choose_tile(*geometry.new_shape, s.tile, s.max_pixels, s.overlap)  # what the derainer sees
         key = cache_key(kind="derained", derainer=spec.digest, rain=dataclasses.asdict(cond.params),
                         seed=None if cond.is_clean else s.seed, image_id=str(sample["id"]), image=image_sha,
-                        imgsz=s.imgsz, tile=s.tile, dtype=str(s.dtype))
+                        imgsz=s.imgsz, tile=tile, dtype=str(s.dtype),
+                        **({"overlap": s.overlap} if tile is not None and s.overlap != 64 else {}))
         hit = self.cache.get_image("derained", key)
         if hit is not None:
             derained, meta = hit
@@ -139,7 +154,11 @@ class Evaluation:
                 rain["time"] = time.perf_counter() - start
                 acc.computed["rain"] += 1
             start = time.perf_counter()
-            derained = rain["image"] if spec.is_identity else derain_array(spec.model, rain["image"], tile=s.tile, dtype=s.dtype)
+            try:
+                derained = rain["image"] if spec.is_identity else derain_array(spec.model, rain["image"], tile=tile,
+                                                                                    overlap=s.overlap, dtype=s.dtype)
+            except NonFiniteOutputError as exc:
+                raise NonFiniteOutputError(f"image {sample['id']} ({cond.name}), derainer {spec.label}: {exc}") from None
             meta = {"rain_s": rain["time"], "derain_s": time.perf_counter() - start}
             self.cache.put_image("derained", key, derained, meta)
             acc.computed["derain"] += not spec.is_identity

@@ -46,6 +46,12 @@ def read_checkpoint(path: PathLike, what: str = "weights file") -> Dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip archive, or a legacy pickle
+        kind = "an empty file" if not head else "not a PyTorch file (a text file?)" if _is_text(path) \
+            else "not a PyTorch file"
+        raise CheckpointError(f"{what} {path} is {kind}: expected a checkpoint written by torch.save")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -58,6 +64,33 @@ def read_checkpoint(path: PathLike, what: str = "weights file") -> Dict[str, Any
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{what} {path} holds a {type(obj).__name__}, not a checkpoint or state_dict")
     return dict(obj)
+
+
+def _is_text(path: Path) -> bool:
+    """True when the file's first KiB decodes as UTF-8 text."""
+    with open(path, "rb") as handle:
+        head = handle.read(1024)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_finite(state: Mapping[str, Any], path: PathLike, what: str = "weights file") -> None:
+    """Refuse a state_dict holding NaN or Inf: such weights make every output black or NaN silently.
+
+    Raises:
+        CheckpointError: naming ``path``, the first non-finite tensor and how many values are bad.
+    """
+    bad = [(k, v) for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        name, tensor = bad[0]
+        count = int((~torch.isfinite(tensor)).sum())
+        more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+        raise CheckpointError(f"{what} {path} holds non-finite values: tensor '{name}' has {count} NaN/Inf "
+                              f"of {tensor.numel()}{more}; the file is damaged or came from a diverged run")
 
 
 def is_taskderain_checkpoint(obj: Mapping[str, Any]) -> bool:
@@ -103,6 +136,7 @@ def _load_state(model: Derainer, obj: Dict[str, Any], path: Path, strict: bool =
         state = _state_dict_of(obj)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    check_finite(state, path, "derainer weights")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

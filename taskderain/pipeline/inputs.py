@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..imageio import read_rgb
+from ..inference import check_images
 
 
 def _from_array(array: np.ndarray, color: Optional[str], name: str) -> torch.Tensor:
@@ -38,7 +39,8 @@ def load_inputs(inputs: Any, color: Optional[str] = None) -> List[Tuple[str, tor
 
     Accepts one item or a list of: image paths (str / Path), numpy (H,W,3) arrays (uint8, 16-bit
     or float; ``color`` "rgb" or "bgr" must be given), PIL images, and tensors (3,H,W) or
-    (B,3,H,W) float in [0,1]. Names are file stems for paths and ``image{i}`` otherwise.
+    (B,3,H,W) float in [0,1] (uint8 tensors are refused: convert with ``x.float() / 255``).
+    Names are file stems for paths and ``image{i}`` otherwise.
     """
     if isinstance(inputs, (str, os.PathLike, np.ndarray)) or not isinstance(inputs, Iterable) \
             or (isinstance(inputs, torch.Tensor) and inputs.ndim == 3):
@@ -55,6 +57,7 @@ def load_inputs(inputs: Any, color: Optional[str] = None) -> List[Tuple[str, tor
             batch = item[None] if item.ndim == 3 else item
             if batch.ndim != 4 or batch.shape[1] != 3:
                 raise ValueError(f"{name}: tensors must be (3,H,W) or (B,3,H,W) RGB, got {tuple(item.shape)}")
+            check_images(batch, name)
             items.extend((f"image{i}_{j}" if len(batch) > 1 else name, t.float()) for j, t in enumerate(batch))
             continue
         elif hasattr(item, "convert") and hasattr(item, "size"):  # PIL.Image

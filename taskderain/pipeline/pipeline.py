@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..inference import autocast, derain_tensor, half_dtype, module_device, resolve_device, to_uint8
+from ..inference import (DEFAULT_MAX_PIXELS, NonFiniteOutputError, autocast, check_tiling, derain_tensor, half_dtype,
+                         module_device, resolve_device, to_uint8)
 from ..models import Derainer, create_derainer
 from .config import load_config
 from .inputs import load_inputs
@@ -86,15 +87,24 @@ class Pipeline(nn.Module):
 
     @torch.inference_mode()
     def predict(self, inputs: Any, color: Optional[str] = None, batch: int = 1, half: bool = False,
-                tile: Optional[int] = None, overlap: int = 64) -> List[PipelineResult]:
+                tile: Optional[int] = None, overlap: int = 64,
+                max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> List[PipelineResult]:
         """Derain and run the task heads on ``inputs``.
 
         Args:
-            inputs: a path, numpy array (give ``color="rgb"|"bgr"``), PIL image, tensor, or a list of them.
+            inputs: a path (read in its displayed EXIF orientation), numpy array (give
+                ``color="rgb"|"bgr"``), PIL image, float tensor in [0, 1], or a list of them.
             batch: images of the same size are derained and detected together, up to this many.
             half: autocast (bf16 on CPU, fp16 on CUDA) for every stage.
-            tile: derain in tiles of this many pixels (bounded memory for large images).
+            tile: derain in tiles of this many pixels (bounded memory for large images); ``None``:
+                images above ``max_pixels`` are tiled automatically, as every command does
+                (:func:`~taskderain.inference.choose_tile`; ``max_pixels=0`` never tiles).
+
+        Raises:
+            TypeError / ValueError: non-float tensors, NaN/Inf pixels, bad tiling values.
+            NonFiniteOutputError: the derainer produced NaN/Inf.
         """
+        check_tiling(tile, overlap, max_pixels)
         self.eval()
         device = self.device
         dtype = half_dtype(device) if half else None
@@ -104,7 +114,11 @@ class Pipeline(nn.Module):
             tensors = [t for _, t in group]
             # one image: a view (no copy) unless it is not contiguous (channels-last tensors from users)
             rainy = (tensors[0][None].contiguous() if len(tensors) == 1 else torch.stack(tensors)).to(device)
-            derained = derain_tensor(self.derainer, rainy, tile=tile, overlap=overlap, dtype=dtype)
+            try:
+                derained = derain_tensor(self.derainer, rainy, tile=tile, overlap=overlap, dtype=dtype,
+                                         max_pixels=max_pixels)
+            except NonFiniteOutputError as exc:
+                raise NonFiniteOutputError(f"{', '.join(name for name, _ in group)}: {exc}") from None
             with autocast(device, dtype):
                 detections = self.detector.predict(derained) if self.detector is not None else [None] * len(group)
                 masks = self.segmenter.predict(derained) if self.segmenter is not None else [None] * len(group)

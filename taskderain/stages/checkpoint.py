@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 
-from ..models.checkpoint import CheckpointError, read_checkpoint, save_atomic, write_checkpoint
+from ..models.checkpoint import CheckpointError, check_finite, read_checkpoint, save_atomic, write_checkpoint
 from .segmenter import Segmenter
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ def save_segmenter(segmenter: Segmenter, path: PathLike, metadata: Optional[Dict
 
 def _load_state(segmenter: Segmenter, ckpt: Dict[str, Any], path: PathLike) -> None:
     state, own = ckpt["state_dict"], segmenter.state_dict()
+    check_finite(state, path, "segmenter checkpoint")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -22,7 +23,8 @@ from torch import nn
 
 from ..data.letterbox import LetterboxParams
 from .freezing import FreezableStage
-from .letterbox import PAD_VALUE, check_images, letterbox_tensor, pad_to_stride
+from ..inference import check_images
+from .letterbox import PAD_VALUE, letterbox_tensor, pad_to_stride
 from .offline import YOLO_ASSETS_URL, WeightsNotFoundError, host_reachable, import_ultralytics
 from .results import Detections
 
@@ -45,6 +47,36 @@ class DetectorOutput(NamedTuple):
     preds: Optional[torch.Tensor]
     raw: Any
     letterbox: LetterboxParams
+
+
+def check_imgsz(imgsz: Union[int, Sequence[int]], stride: int = 32) -> Tuple[int, int]:
+    """(h, w) model input size for ``imgsz``: positive, rounded up to a multiple of ``stride``
+    with a notice, as ultralytics' ``check_imgsz`` does.
+
+    Raises:
+        ValueError: not a positive whole number (or a pair of them).
+    """
+    sides = (imgsz, imgsz) if isinstance(imgsz, (int, float)) and not isinstance(imgsz, bool) else tuple(imgsz)
+    if len(sides) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sides):
+        raise ValueError(f"detector imgsz must be a positive whole number of pixels (or two), got {imgsz!r}")
+    rounded = tuple(-(-s // stride) * stride for s in sides)
+    if rounded != sides:
+        warnings.warn(f"detector imgsz {imgsz} is not a multiple of the stride {stride}: using "
+                      f"{rounded[0] if rounded[0] == rounded[1] else rounded}", stacklevel=3)
+    return rounded
+
+
+def check_nms(conf: float, iou: float, max_det: int) -> None:
+    """NMS settings as ultralytics accepts them: ``conf`` and ``iou`` in [0, 1], ``max_det`` >= 1.
+
+    Raises:
+        ValueError: naming the setting (ultralytics itself fails with a bare AssertionError).
+    """
+    for name, value in (("conf", conf), ("iou", iou)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise ValueError(f"detector {name} must be a number in [0, 1], got {value!r}")
+    if not isinstance(max_det, int) or isinstance(max_det, bool) or max_det < 1:
+        raise ValueError(f"detector max_det must be a whole number >= 1, got {max_det!r}")
 
 
 def _names_dict(names: Any, nc: int) -> Dict[int, str]:
@@ -87,8 +119,8 @@ class Detector(FreezableStage):
         self.stride = int(model.stride.max().item()) if hasattr(model, "stride") else 32
         self.nc = int(model.model[-1].nc)
         self.names = _names_dict(getattr(model, "names", None), self.nc)
-        sides = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-        self.imgsz = tuple(-(-int(s) // self.stride) * self.stride for s in sides)
+        self.imgsz = check_imgsz(imgsz, self.stride)
+        check_nms(conf, iou, max_det)
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.classes, self.agnostic = (list(classes) if classes is not None else None), agnostic
         self.max_time_img = max_time_img
@@ -115,7 +147,7 @@ class Detector(FreezableStage):
         ``LetterBox(imgsz, auto=True, stride)``): bilinear resize, grey (114/255) padding.
         Differentiable with respect to ``images``.
         """
-        check_images(images, type(self).__name__)
+        check_images(images, type(self).__name__, finite=False)
         x, params = letterbox_tensor(images, self.imgsz, stride=self.stride, auto=True)
         out = self._run(x)
         if isinstance(out, tuple):  # eval: (inference output, training outputs)
@@ -150,6 +182,8 @@ class Detector(FreezableStage):
             out = self(images)
         finally:
             self.train(was_training)
+        check_nms(self.conf if conf is None else conf, self.iou if iou is None else iou,
+                  self.max_det if max_det is None else max_det)
         budget = self.max_time_img if time_limit else None
         kept = non_max_suppression(out.preds, self.conf if conf is None else conf, self.iou if iou is None else iou,
                                    self.classes, self.agnostic, multi_label=multi_label,
@@ -178,7 +212,7 @@ class Detector(FreezableStage):
             multiplied by the batch size (backpropagate ``loss.sum()``); items = ultralytics'
             detached loss items. Works in both modes: in eval mode BatchNorm statistics stay fixed.
         """
-        check_images(images, type(self).__name__)
+        check_images(images, type(self).__name__, finite=False)
         h, w = images.shape[-2:]
         x = pad_to_stride(images, self.stride, PAD_VALUE)
         device = x.device
@@ -281,6 +315,9 @@ def create_detector(weights: Optional[PathLike] = None, cfg: Optional[PathLike] 
             model, _ = load_checkpoint(path, device="cpu", fuse=False)
         except Exception as exc:
             raise ValueError(f"cannot load {path} as an ultralytics checkpoint: {type(exc).__name__}: {exc}") from exc
+        from ..models.checkpoint import check_finite
+
+        check_finite(model.state_dict(), path, "detector checkpoint")
         task = getattr(model, "task", None)
         if task != "detect":
             raise ValueError(f"{path} holds a {task!r} model ({type(model).__name__}); a detection model is needed")

@@ -17,14 +17,6 @@ from ..data.letterbox import LetterboxParams, letterbox_params
 PAD_VALUE = 114 / 255  # ultralytics' grey padding (114 in uint8), as a float in [0, 1]
 
 
-def check_images(images: torch.Tensor, who: str) -> None:
-    """Raise a helpful error unless ``images`` is a (B,3,H,W) floating tensor."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"{who} expects (B,3,H,W) RGB images, got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"{who} expects float images in [0, 1], got {images.dtype}; divide uint8 images by 255")
-
-
 def letterbox_tensor(images: torch.Tensor, new_shape: Union[int, Tuple[int, int]] = 640, stride: int = 32,
                      auto: bool = True, scaleup: bool = True,
                      pad_value: float = PAD_VALUE) -> Tuple[torch.Tensor, LetterboxParams]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..models.base import pad_to_multiple
 from .freezing import FreezableStage
-from ..models.checkpoint import CheckpointError
+from ..models.checkpoint import CheckpointError, check_finite
 from .offline import host_reachable
 
 PathLike = Union[str, os.PathLike]
@@ -65,6 +65,7 @@ def read_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} is not a state_dict (a mapping of names to tensors)")
     state = {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+    check_finite(state, path, "encoder weights")
     for prefix in ("model.encoder.", "encoder."):  # a whole Segmenter / smp model: keep its encoder
         if any(k.startswith(prefix) for k in state):
             return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

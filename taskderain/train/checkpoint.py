@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
-from ..models.checkpoint import FORMAT, CheckpointError, read_checkpoint, write_checkpoint
+from ..models.checkpoint import FORMAT, CheckpointError, check_finite, read_checkpoint, write_checkpoint
 from ..models.base import Derainer
 
 PathLike = Union[str, os.PathLike]
@@ -68,8 +68,8 @@ def load_train_checkpoint(path: PathLike) -> Dict[str, Any]:
     """Read a training checkpoint; errors name the file.
 
     Raises:
-        FileNotFoundError: no such file. CheckpointError: corrupt, or a derainer checkpoint /
-            state_dict without training state.
+        FileNotFoundError: no such file. CheckpointError: corrupt, non-finite weights, or a
+            derainer checkpoint / state_dict without training state.
     """
     obj = read_checkpoint(path, WHAT)
     train = obj.get("train")
@@ -79,4 +79,7 @@ def load_train_checkpoint(path: PathLike) -> Dict[str, Any]:
     missing = [k for k in ("config", "step", "epoch", "pos", "optimizer", "rng", "log_rows") if k not in train]
     if missing:
         raise CheckpointError(f"{WHAT} {path} lacks {', '.join(missing)}; it cannot be resumed")
+    check_finite(obj.get("state_dict", {}), path, WHAT)
+    for stage, state in (train.get("stages") or {}).items():
+        check_finite(state, f"{path} [{stage}]", WHAT)
     return obj

@@ -26,8 +26,8 @@ import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Tuple, Union
 
-from ..config import (ConfigError, Number, PathLike, merge, parse_overrides, read_yaml, resolve_relative,
-                      validate_schema)
+from ..config import (ConfigError, Number, PathLike, check_ranges, merge, parse_overrides, read_yaml,
+                      resolve_relative, validate_schema)
 
 if TYPE_CHECKING:
     from ..rain.params import RainParams
@@ -122,9 +122,14 @@ RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "detector", "segmenter"
                "grad_clip", "amp")
 
 
+#: value bounds (inclusive) checked with the schema, before any work
+RANGES = {"detector.conf": (0, 1), "detector.iou": (0, 1), "segmenter.num_classes": (1, None)}
+
+
 def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]:
     """Check ``raw`` against the schema, fill in defaults and check values; returns a new dict."""
     config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
+    check_ranges(config, RANGES, where)
     _check_values(config, where)
     return config
 

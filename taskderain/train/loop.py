@@ -41,12 +41,12 @@ import numpy as np
 import torch
 import yaml
 
-from ..imageio import write_bytes_atomic
+from ..imageio import remove_stale_parts, write_bytes_atomic
 from ..inference import autocast, resolve_device
 from ..losses import MSPFNLoss
 from ..metrics.psnr import psnr_torch
 from ..models import CheckpointError, create_derainer
-from ..config import ConfigError
+from ..config import ConfigError, first_difference
 from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
 from . import dist as D
 from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
@@ -187,9 +187,11 @@ class Trainer:
             then, now = train["config"].get(key), self.config[key]
             if key == "data" and isinstance(then, dict):  # the worker count does not change the batches
                 then, now = {**then, "workers": 0}, {**now, "workers": 0}
-            if then != now:
-                raise CheckpointError(f"cannot resume from {path}: '{key}' differs (checkpoint {then!r}, "
-                                      f"now {now!r}); resume with the same settings or start a new run (another out)")
+            differ = first_difference(then, now, key)
+            if differ:
+                raise CheckpointError(f"cannot resume from {path}: '{differ[0]}' differs (checkpoint {differ[1]!r}, "
+                                      f"now {differ[2]!r}); resume with the same settings or start a new run "
+                                      "(another out)")
         try:
             self.model.load_state_dict(obj["state_dict"])
             for stage, state in (train.get("stages") or {}).items():
@@ -314,8 +316,11 @@ class Trainer:
                     D.average_gradients(params)
                 loss_sum = D.all_reduce_mean(loss_sum, self.device)
             if not math.isfinite(loss_sum):
+                last = self.out / "last.pt"
+                saved = (f"last checkpoint: {last}" if last.exists()
+                         else "no checkpoint was saved yet; check the data and model.weights")
                 raise FloatingPointError(f"loss is {loss_sum} at step {self.step + 1}; lower optim.lr or "
-                                         f"set grad_clip (last good weights: {self.out / 'last.pt'})")
+                                         f"set grad_clip ({saved})")
             if self.config["grad_clip"] is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.config["grad_clip"])
             self.optimizer.step()
@@ -369,6 +374,7 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
                 write_bytes_atomic(self.out / "log.csv", log_header(self.metric_names).encode())
         if D.is_main():
+            remove_stale_parts(self.out)  # temporary files of a run killed mid-write
             write_bytes_atomic(self.out / "config.yaml", yaml.safe_dump(self.config, sort_keys=False).encode())
         if self.config["tensorboard"] and D.is_main():
             from torch.utils.tensorboard import SummaryWriter

@@ -47,7 +47,7 @@ from torch.utils.data import Dataset
 from ..config import ConfigError
 from ..data import Letterbox, YoloDetectionDataset, class_map_from_yaml, collate_batch
 from ..data.segmentation import read_mask
-from ..imageio import is_image_file
+from ..imageio import image_size, is_image_file
 from ..inference import autocast
 from ..losses import mspfn_loss
 from ..metrics.psnr import psnr_torch
@@ -76,6 +76,19 @@ class WithMasks(Dataset):
             self.lut = np.full(max(max(mapping) + 1, 65536), IGNORE, np.int64)
             for sparse, dense in mapping.items():
                 self.lut[sparse] = dense
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Every mask has its image's size (headers only): found now, not when a batch reaches it."""
+        wrong = []
+        for record in getattr(self.dataset, "records", ()):
+            image = Path(record[0])
+            mask = self.files.get(image.stem)
+            if mask is not None and image_size(mask) != image_size(image):
+                (mh, mw), (ih, iw) = image_size(mask), image_size(image)
+                wrong.append(f"{mask} is {mw}x{mh}, its image {image} {iw}x{ih}")
+        if wrong:
+            raise ValueError(f"data.masks: {len(wrong)} mask(s) are not the size of their image, e.g. {wrong[0]}")
 
     def __len__(self) -> int:
         return len(self.dataset)
