@@ -25,10 +25,20 @@ near 1, a joint step costs about what one restoration step plus one detection st
 With ``--amp`` the forward runs under ``torch.autocast("cpu", torch.bfloat16)`` (the trainer's
 ``amp: bf16``); the losses are computed in fp32 as in ``task_loss``.
 
+``--ratio`` measures instead what one derainer training step costs against its own forward
+(restoration only, the derainer alone): for fp32 and bf16 autocast and two batch shapes (B=16 at
+96 px, B=4 at 256 px), each in a fresh process, the **plain** path (unfused ConvLSTM gate ops,
+glibc's default allocator) and the **fast** path the trainer uses (:func:`~taskderain.models.layers.zero_state_lstm_gates`
+and :func:`~taskderain.train.allocator.keep_freed_memory`). Per worker: median step time
+(zero_grad + forward + MSPFN loss + backward + Adam) and median no-grad forward, interleaved; the
+ratio step / forward; page faults per step; GFLOP/s of the convolutions (a step ≈ 3 × the forward's
+conv FLOPs) next to a same-run 2048² ``torch.mm`` rate.
+
 Usage::
 
     python benchmarks/train_speed.py                      # mspfn_lite, B=4, 320x320, 5 repeats
     python benchmarks/train_speed.py --threads 2 --repeats 7 --amp
+    python benchmarks/train_speed.py --ratio --repeats 5  # step / forward, plain vs fast
 """
 
 from __future__ import annotations
@@ -123,6 +133,112 @@ def build_routes(args: argparse.Namespace) -> Dict[str, Route]:
     return {name: Route(name, pipes[name], weights, amp) for name in args.routes}
 
 
+RATIO_SHAPES = ((16, 96), (4, 256))
+
+
+def ratio_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """One (variant, precision, shape) in this fresh process: median step and forward seconds."""
+    import resource
+
+    from taskderain.losses import MSPFNLoss
+    from taskderain.models import create_derainer
+    from taskderain.models.layers import ConvLSTMCell
+    from taskderain.train.allocator import keep_freed_memory
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    fast = spec["variant"] == "fast"
+    if fast:
+        keep_freed_memory()
+    ConvLSTMCell.fused_gates = fast
+    torch.manual_seed(spec["seed"])
+    model = create_derainer(spec["derainer"]).train()
+    with torch.no_grad():  # trained-like weights: PReLU slopes and biases off zero
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    optimizer, loss_fn = torch.optim.Adam(model.parameters(), LR_DERAINER), MSPFNLoss()
+    gen = torch.Generator().manual_seed(spec["seed"])
+    b, size = spec["batch"], spec["size"]
+    clean = torch.rand(b, 3, size, size, generator=gen)
+    rainy = (clean + 0.3 * torch.rand(b, 3, size, size, generator=gen)).clamp(0, 1)
+    amp = torch.autocast("cpu", torch.bfloat16, enabled=spec["amp"])
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with amp:
+            out = model(rainy)
+        loss_fn(out.float(), clean).backward()
+        optimizer.step()
+
+    def forward() -> None:
+        with torch.no_grad(), amp:
+            model(rainy)
+
+    faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # noqa: E731
+    for _ in range(spec["warmup"] + 1):
+        step()
+        forward()
+    steps, forwards, step_faults = [], [], []
+    for _ in range(spec["repeats"]):
+        f0, t0 = faults(), time.perf_counter()
+        step()
+        steps.append(time.perf_counter() - t0)
+        step_faults.append(faults() - f0)
+        t0 = time.perf_counter()
+        forward()
+        forwards.append(time.perf_counter() - t0)
+    return {"step_s": statistics.median(steps), "forward_s": statistics.median(forwards), "steps_s": steps,
+            "forwards_s": forwards, "page_faults_per_step": statistics.median(step_faults),
+            "paired_ratio": statistics.median(s / f for s, f in zip(steps, forwards))}
+
+
+def run_ratio(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from derain_speed import conv_macs, matmul_gflops
+
+    info = machine()
+    mm_start = {d: matmul_gflops(t) for d, t in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"{info['cpu']} | {args.threads or torch.get_num_threads()} threads | torch {info['torch']} | "
+          f"load {info['load_avg_1min']:.2f} | 2048² mm: fp32 {mm_start['fp32']:.0f}, bf16 {mm_start['bf16']:.0f} "
+          f"GFLOP/s\nderainer {args.derainer} (random init, perturbed), restoration step vs no-grad forward", flush=True)
+    rows = []
+    head = (f"{'precision':<9} {'batch':>9} {'variant':<7} {'step s':>7} {'fwd s':>6} {'ratio':>6} {'paired':>6} "
+            f"{'faults':>8} {'step GF/s':>9} {'fwd GF/s':>8}")
+    print(head + "\n" + "-" * len(head))
+    for amp in (False, True):
+        for batch, size in RATIO_SHAPES:
+            gmac = conv_macs(args.derainer, (size, size))["gmac"] * batch
+            for variant in ("plain", "fast"):
+                spec = {"variant": variant, "amp": amp, "batch": batch, "size": size, "derainer": args.derainer,
+                        "threads": args.threads, "seed": args.seed, "repeats": args.repeats, "warmup": args.warmup}
+                proc = subprocess.run([sys.executable, __file__, "--ratio-worker", json.dumps(spec)],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"worker {spec} failed:\n{proc.stderr[-3000:]}")
+                row = {**spec, **json.loads(proc.stdout.strip().splitlines()[-1]), "gmac_forward": gmac}
+                row["ratio"] = row["step_s"] / row["forward_s"]
+                row["step_gflops"] = 2 * 3 * gmac / row["step_s"]
+                row["forward_gflops"] = 2 * gmac / row["forward_s"]
+                rows.append(row)
+                print(f"{'bf16' if amp else 'fp32':<9} {f'{batch}x{size}px':>9} {variant:<7} {row['step_s']:>7.3f} "
+                      f"{row['forward_s']:>6.3f} {row['ratio']:>6.2f} {row['paired_ratio']:>6.2f} "
+                      f"{row['page_faults_per_step']:>8.0f} {row['step_gflops']:>9.1f} {row['forward_gflops']:>8.1f}",
+                      flush=True)
+    mm_end = {d: matmul_gflops(t) for d, t in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"2048² mm at the end: fp32 {mm_end['fp32']:.0f}, bf16 {mm_end['bf16']:.0f} GFLOP/s; "
+          f"load {os.getloadavg()[0]:.2f}")
+    info["load_avg_1min_end"] = os.getloadavg()[0]
+    report = {"machine": info, "matmul_gflops_start": mm_start, "matmul_gflops_end": mm_end,
+              "step": "zero_grad + forward + mspfn_loss + backward + Adam.step (derainer alone)",
+              "forward": "torch.no_grad forward, same batch", "rows": rows}
+    path = args.json if args.json != DEFAULT_JSON else DEFAULT_JSON.with_name("train_speed_ratio.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--derainer", default="mspfn_lite", help="derainer preset, random weights (default mspfn_lite)")
@@ -140,7 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"output file (default {DEFAULT_JSON})")
+    parser.add_argument("--ratio", action="store_true", help="step / forward of the derainer, plain vs fast path")
+    parser.add_argument("--ratio-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.ratio_worker:
+        print(json.dumps(ratio_worker(json.loads(args.ratio_worker))))
+        return 0
+    if args.ratio:
+        return run_ratio(args)
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     threads, source = apply_threads_and_weights(args)

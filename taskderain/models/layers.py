@@ -69,6 +69,59 @@ class RCAB(nn.Module):
         return torch.addcmul(x, f, a)
 
 
+class _ZeroStateGates(torch.autograd.Function):
+    """``(h, c)`` of a ConvLSTM step from a zero state, given its (B, 3·hd, H, W) gates (i, o, j)."""
+
+    @staticmethod
+    def forward(ctx, gates: torch.Tensor, hd: int) -> State:
+        act = torch.empty_like(gates)  # keeps the memory format (channels_last)
+        torch.sigmoid(gates[:, : 2 * hd], out=act[:, : 2 * hd])
+        torch.tanh(gates[:, 2 * hd:], out=act[:, 2 * hd:])
+        i, o, j = act.split(hd, 1)
+        c = i * j
+        tanh_c = torch.tanh(c)
+        ctx.hd = hd
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(act, tanh_c)
+        return tanh_c * o, c
+
+    @staticmethod
+    def backward(ctx, grad_h: Optional[torch.Tensor], grad_c: Optional[torch.Tensor]):
+        if grad_h is None and grad_c is None:
+            return None, None
+        act, tanh_c = ctx.saved_tensors
+        i, o, j = act.split(ctx.hd, 1)
+        grad = torch.empty_like(act)  # written in place, slice by slice: no zeros, no concatenation
+        gi, go, gj = grad.split(ctx.hd, 1)
+        aten = torch.ops.aten
+        if grad_h is not None:
+            torch.mul(grad_h, tanh_c, out=gi)  # gi as scratch
+            aten.sigmoid_backward.grad_input(gi, o, grad_input=go)  # ∂h/∂o: tanh(c) · σ'
+            torch.mul(grad_h, o, out=gi)
+            dc = aten.tanh_backward.grad_input(gi, tanh_c, grad_input=gj)  # ∂h/∂c: o · tanh'(c), gj as scratch
+            if grad_c is not None:
+                dc.add_(grad_c)
+        else:
+            go.zero_()
+            dc = gj.copy_(grad_c)
+        scratch = dc * j
+        torch.mul(dc, i, out=gj)
+        aten.tanh_backward.grad_input(gj, j, grad_input=gj)  # ∂c/∂j: σ(i) · tanh'
+        aten.sigmoid_backward.grad_input(scratch, i, grad_input=gi)  # ∂c/∂i: tanh(j) · σ'
+        return grad, None
+
+
+def zero_state_lstm_gates(gates: torch.Tensor, hd: int) -> State:
+    """``(h, c)`` of a ConvLSTM step from h = c = 0: ``c = σ(i)·tanh(j)``, ``h = tanh(c)·σ(o)``.
+
+    ``gates`` is (B, 3·hd, H, W) with the i, o, j pre-activations in that channel order. One
+    autograd node: its backward writes the three gate gradients into one new tensor (the
+    unfused ops allocate, zero and concatenate several full-size tensors). Same values as
+    the unfused ops; gradients equal up to float rounding.
+    """
+    return _ZeroStateGates.apply(gates, hd)
+
+
 class ConvLSTMCell(nn.Module):
     """Convolutional LSTM cell with one 3x3 gate conv (with bias) over ``cat(x, h)``.
 
@@ -93,6 +146,9 @@ class ConvLSTMCell(nn.Module):
 
     skip_zero_state: bool = True
     stripe_bytes: int = 8 << 20
+    #: training: the gate activations as one autograd node (:func:`zero_state_lstm_gates`) instead
+    #: of sigmoid / tanh / slices, whose backward fills and copies full-size gate tensors
+    fused_gates: bool = True
 
     def __init__(self, cin: int, hidden: int, forget_bias: float = 1.0) -> None:
         super().__init__()
@@ -117,10 +173,12 @@ class ConvLSTMCell(nn.Module):
         rows = (slice(0, hd), slice(3 * hd, 4 * hd), slice(hd, 2 * hd))  # i, o, j: one sigmoid for i, o
         w, b = torch.cat([weight[r] for r in rows]), torch.cat([bias[r] for r in rows])
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-            io, j = F.conv2d(x, w, b, 1, 1).split((2 * hd, hd), 1)
-            io = torch.sigmoid(io)
-            c = io[:, :hd] * torch.tanh(j)
-            return torch.tanh(c) * io[:, hd:], c
+            if not self.fused_gates:
+                io, j = F.conv2d(x, w, b, 1, 1).split((2 * hd, hd), 1)
+                io = torch.sigmoid(io)
+                c = io[:, :hd] * torch.tanh(j)
+                return torch.tanh(c) * io[:, hd:], c
+            return zero_state_lstm_gates(F.conv2d(x, w, b, 1, 1), hd)
         n, _, height, width = x.shape
         step = max(1, self.stripe_bytes // (3 * hd * max(n * width, 1) * x.element_size()))
         padded = F.pad(x, (0, 0, 1, 1))  # zero rows above and below: stripes need no vertical padding

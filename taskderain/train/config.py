@@ -115,6 +115,7 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
     "time": (Number + (None,), None),        # training budget in hours (ultralytics' time=): stop after it
     "resume": ((bool,), False),              # continue from OUT/last.pt
     "tensorboard": ((bool,), False),         # also log to OUT/tensorboard (needs the tensorboard package)
+    "keep_freed_memory": ((bool,), True),    # CPU: reuse freed memory instead of page-faulting it back (allocator.py)
 }
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).

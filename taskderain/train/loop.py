@@ -47,6 +47,7 @@ from ..losses import MSPFNLoss
 from ..metrics.psnr import psnr_torch
 from ..models import CheckpointError, create_derainer
 from ..config import ConfigError, first_difference
+from .allocator import keep_freed_memory
 from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
 from . import dist as D
 from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
@@ -79,6 +80,8 @@ class Trainer:
         self.rank, self.world = D.rank(), D.world_size()
         if self.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", D.local_rank())
+        if self.device.type == "cpu" and config["keep_freed_memory"]:
+            keep_freed_memory()  # ~35 % faster CPU steps: no page faults (see .allocator)
         seed = config["seed"]
         random.seed(seed)
         np.random.seed(seed)
