@@ -109,8 +109,12 @@ def test_intensity_sweep_is_clean_plus_the_presets_bit_for_bit():
     assert conditions[0].params.is_identity
     assert [c.name for c in parse_rain("heavy,light")] == ["clean", "light", "heavy"]
     assert [c.name for c in parse_intensity("0.4")] == ["clean", "i0.40"]
-    with pytest.raises(ValueError, match=r"unknown rain preset\(s\) 'drizzle'; available: clean, light"):
-        parse_rain("light,drizzle")
+    with pytest.raises(ValueError, match=r"--rain 'dizzle': unknown rain 'dizzle': use a preset \(light, medium"):
+        parse_rain("light,dizzle")
+    zoo = parse_rain("garg_nayar@0.5,mix:{exclude: [raindrops, drizzle]},light")
+    assert [c.name for c in zoo] == ["clean", "light", "garg_nayar@0.50", "mix(exclude)"]
+    assert zoo[2].model.name == "garg_nayar" and zoo[2].rain_key()["params"]["intensity"] == 0.5
+    assert zoo[3].rain_key()["params"]["exclude"] == ["raindrops", "drizzle"] and not zoo[3].is_clean
     with pytest.raises(ValueError, match="START:STOP:N"):
         parse_intensity("0:1")
     with pytest.raises(ValueError, match="1.5 is not in"):

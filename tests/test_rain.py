@@ -28,24 +28,9 @@ from taskderain.rain import (
     streak_kernel,
 )
 
+from synthetic_images import scene, to_tensor, to_uint8
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def scene(h: int = 240, w: int = 320) -> np.ndarray:
-    """A deterministic textured (H, W, 3) uint8 image made with integer arithmetic only."""
-    y, x = np.mgrid[0:h, 0:w]
-    r = (x * 200 // max(w, 1) + 20) % 256
-    g = (y * 180 // max(h, 1) + 40 + ((x // 8 + y // 8) % 2) * 30) % 256
-    b = ((x * 7 + y * 13) % 97 + 60) % 256
-    return np.stack([r, g, b], -1).astype(np.uint8)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1).float() / 255
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    return torch.round(t.permute(1, 2, 0) * 255).to(torch.uint8).numpy()
 
 
 def digest(*arrays: np.ndarray) -> str:
@@ -86,6 +71,7 @@ _THREAD_SCRIPT = """
 import hashlib, sys, cv2, numpy as np, torch
 n = int(sys.argv[1]); cv2.setNumThreads(n); torch.set_num_threads(n)
 from taskderain.rain import add_rain, image_seed, list_presets, rain_params
+
 {helpers}
 img = scene(321, 481)
 print(" ".join(digest(*add_rain(img, rain_params(p), image_seed("norain-001", 0))) for p in list_presets()))

@@ -1,4 +1,6 @@
-"""``taskderain models``: list the registered derainer presets and the weights shipped for them."""
+"""``taskderain models``: list the registered derainer presets and the weights shipped for them;
+``--rain``: the rain presets and rain-zoo families that ``synth --rain``, ``eval --rain`` and the
+training config's ``data.rain`` accept."""
 
 from __future__ import annotations
 
@@ -9,11 +11,22 @@ from ..models.registry import get_entry, list_derainers
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("models", help="list derainer presets")
+    parser = sub.add_parser("models", help="list derainer presets (--rain: rain presets and families)")
+    parser.add_argument("--rain", action="store_true", help="list the rain presets and rain-zoo families instead")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.rain:
+        from ..rain import PRESET_INTENSITY
+        from ..rain.zoo.registry import get_rain_entry, list_rains
+
+        for name, intensity in PRESET_INTENSITY.items():
+            print(f"{name:<14} streak preset (intensity {intensity})")
+        for name in list_rains():
+            print(f"{name:<14} {get_rain_entry(name).description}")
+        print("\nspecs: NAME, NAME@INTENSITY (garg_nayar@0.5), NAME:{YAML mapping} (mix:{exclude: [raindrops]})")
+        return 0
     for name in list_derainers():
         tags = pretrained_tags(name)
         shipped = f"  [--weights {', '.join(tags)}]" if tags else ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .common import CLIError, ImageJobs, check_out_not_in_sources, ensure_writable_dir
 
@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("source", type=Path, metavar="SOURCE", help="image folder or ultralytics data YAML")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--preset", default=None, help="light, medium, heavy or storm (default heavy)")
-    parser.add_argument("--intensity", type=float, default=None, help="continuous rain intensity in [0, 1]")
+    parser.add_argument("--intensity", type=float, default=None,
+                        help="rain intensity in [0, 1] (the streak model's scale, or --rain's family)")
+    parser.add_argument("--rain", default=None,
+                        help="a rain-zoo family or mix instead of the streak presets: garg_nayar, raindrops@0.5, "
+                             "'mix:{exclude: [raindrops]}' (see `taskderain models --rain`)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (per-image rain = f(stem, seed))")
     parser.add_argument("--masks", type=Path, default=None, help="mask folder: SOURCE is then a segmentation set")
     parser.add_argument("--overwrite", action="store_true", help="redo files that already exist")
@@ -77,9 +81,29 @@ def _check_manifest(out: Path, manifest: Dict, overwrite: bool) -> None:
     path = out / MANIFEST
     if path.exists() and not overwrite:
         old = json.loads(path.read_text())
-        if {k: old.get(k) for k in ("params", "seed")} != {k: manifest[k] for k in ("params", "seed")}:
+        keys = [k for k in ("params", "rain", "seed") if k in old]  # manifests before the zoo have no "rain"
+        if {k: old.get(k) for k in keys} != {k: manifest.get(k) for k in keys}:
             raise CLIError(f"{out} already holds rain made with other settings ({path}: seed {old.get('seed')}, "
-                           f"{old.get('preset') or old.get('intensity')}); use another --out or --overwrite")
+                           f"{old.get('label') or old.get('preset') or old.get('intensity')}); use another --out "
+                           "or --overwrite")
+
+
+def rain_of(args: argparse.Namespace) -> Tuple[Any, Optional[Any], str]:
+    """(rain model, the streak RainParams or None, label) of the --preset / --intensity / --rain options."""
+    from ..rain import rain_params
+    from ..rain.spec import parse_rain_spec, rain_from_spec, rain_label
+
+    if args.rain is not None:
+        if args.preset is not None:
+            raise CLIError("give --rain (a zoo family or mix) or --preset (a streak preset), not both")
+        spec = parse_rain_spec(args.rain)
+        if args.intensity is not None:
+            spec["intensity"] = args.intensity
+        return rain_from_spec(spec), None, rain_label(spec)
+    preset = args.preset or (None if args.intensity is not None else "heavy")
+    params = rain_params(preset, args.intensity)
+    spec = {"name": preset} if preset else {"name": "streaks", "intensity": args.intensity}
+    return rain_from_spec(spec), params, preset or f"i{args.intensity:g}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..imageio import ImageReadError, image_size, is_image_file, remove_stale_parts, write_bytes_atomic, write_rgb
-    from ..rain import add_rain, image_seed, rain_params
+    from ..rain import image_seed
+    from ..rain.spec import describe_rain
 
-    preset = args.preset or (None if args.intensity is not None else "heavy")
-    params = rain_params(preset, args.intensity)
+    rain, params, label = rain_of(args)
     source, out = args.source, args.out
     if not source.exists():
         raise FileNotFoundError(f"no such folder or data YAML: {source}")
@@ -124,17 +148,18 @@ def run(args: argparse.Namespace) -> int:
     read_from = [source if source.is_dir() else new_yaml_root(source)] + ([args.masks] if args.masks else [])
     check_out_not_in_sources(out, [str(f) for f in read_from], [])
     ensure_writable_dir(out)
-    manifest = {"source": str(source.resolve()), "preset": preset, "intensity": args.intensity, "seed": args.seed,
-                "params": dataclasses.asdict(params), "per_image_seed": "image_seed(file stem, seed)"}
+    manifest = {"source": str(source.resolve()), "label": label, "preset": args.preset, "intensity": args.intensity,
+                "seed": args.seed, "rain": describe_rain(rain), "per_image_seed": "image_seed(file stem, seed)",
+                **({"params": dataclasses.asdict(params)} if params is not None else {})}
     _check_manifest(out, manifest, args.overwrite)
     remove_stale_parts(out)  # temporary files of a run killed mid-write
     write_bytes_atomic(out / MANIFEST, json.dumps(manifest, indent=2).encode())
 
     made = 0
-    images = ImageJobs(jobs, f"synth {preset or f'intensity {args.intensity}'}", path=lambda job: job[0],
+    images = ImageJobs(jobs, f"synth {label}", path=lambda job: job[0],
                        done=lambda job: job[1].exists() and not args.overwrite)
     for (image_path, target), clean in images:
-        rainy, _ = add_rain(clean, params, image_seed(image_path.stem, args.seed))
+        rainy = rain.apply(clean, image_seed(image_path.stem, args.seed))
         write_rgb(target, rainy)
         made += 1
     copied = 0
@@ -157,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             write_bytes_atomic(dst, src.read_bytes())
             copied += 1
     if new_yaml is not None:
-        yaml_path = out / f"{source.stem}-rain-{preset or f'i{args.intensity:g}'}.yaml"
+        yaml_path = out / f"{source.stem}-rain-{label.replace('/', '_')}.yaml"
         header = f"# rainy copy of {source.resolve()} made by taskderain synth (seed {args.seed})\n"
         write_bytes_atomic(yaml_path, (header + yaml.safe_dump(new_yaml, sort_keys=False)).encode())
         print(f"data YAML: {yaml_path}")

@@ -1,9 +1,10 @@
-"""Rain conditions of an evaluation: the clean reference plus named presets or an intensity sweep.
+"""Rain conditions of an evaluation: the clean reference plus named presets, rain-zoo families or an intensity sweep.
 
-``--rain heavy,light`` and ``--intensity 0:1:5`` both become a list of :class:`RainCondition`,
-sorted by intensity and always starting with ``clean`` (intensity 0, no rain). An intensity that
-coincides with a preset's (0.25 light, 0.5 medium, 0.75 heavy, 1 storm) *is* that preset — same
-name, bit-identical parameters — so a sweep reuses the cache of a preset run.
+``--rain heavy,light``, ``--rain garg_nayar@0.75,raindrops,mix`` and ``--intensity 0:1:5`` all
+become a list of :class:`RainCondition`, sorted by intensity and always starting with ``clean``
+(intensity 0, no rain). An intensity that coincides with a preset's (0.25 light, 0.5 medium,
+0.75 heavy, 1 storm) *is* that preset — same name, bit-identical parameters — so a sweep reuses
+the cache of a preset run. Zoo families (:mod:`taskderain.rain.spec`) carry their model.
 """
 
 from __future__ import annotations
@@ -13,26 +14,44 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..rain import PRESET_INTENSITY, PRESETS, RainParams, rain_params
+import numpy as np
+
+from ..rain import PRESET_INTENSITY, PRESETS, RainParams, add_rain, image_seed, rain_params
+from ..rain.spec import describe_rain, rain_from_spec, rain_label, split_specs
 
 CLEAN = "clean"
 
 
 @dataclass(frozen=True)
 class RainCondition:
-    """One rain condition: a name for tables, its place on the intensity scale and its parameters."""
+    """One rain condition: a name for tables, its place on the intensity scale, and its rain —
+    streak-model ``params`` (presets, intensity sweeps) or a zoo ``model`` (a family, the mix)."""
 
     name: str
     intensity: float
     params: RainParams
+    model: Any = None
 
     @property
     def is_clean(self) -> bool:
-        return self.params.is_identity
+        return self.model is None and self.params.is_identity
+
+    def rain_key(self) -> Dict[str, Any]:
+        """What identifies the rain in cache keys (the streak fields alone for presets, as before the zoo)."""
+        return dataclasses.asdict(self.params) if self.model is None else describe_rain(self.model)
+
+    def apply(self, image: np.ndarray, image_id: str, seed: int) -> np.ndarray:
+        """The evaluation rain of one (H, W, 3) uint8 image: seed ``image_seed(image_id, seed)``."""
+        if self.is_clean:
+            return image
+        if self.model is None:
+            return add_rain(image, self.params, image_seed(str(image_id), seed))[0]
+        return self.model.apply(image, image_seed(str(image_id), seed))
 
     def describe(self) -> Dict[str, Any]:
-        """JSON-friendly record: name, intensity and every :class:`RainParams` field."""
-        return {"name": self.name, "intensity": self.intensity, "params": dataclasses.asdict(self.params)}
+        """JSON-friendly record: name, intensity and the rain's every parameter."""
+        rain = {"params": dataclasses.asdict(self.params)} if self.model is None else {"rain": describe_rain(self.model)}
+        return {"name": self.name, "intensity": self.intensity, **rain}
 
 
 def clean_condition() -> RainCondition:
@@ -51,19 +70,37 @@ def condition_at(intensity: float) -> RainCondition:
 
 
 def parse_rain(text: str) -> List[RainCondition]:
-    """``"heavy,light"`` → [clean, light, heavy]; ``clean`` may be listed, it is always included.
+    """``"heavy,light"`` → [clean, light, heavy]; zoo specs too (``garg_nayar@0.5``, ``mix``,
+    ``raindrops:{size: 2}``); ``clean`` may be listed, it is always included.
 
     Raises:
-        ValueError: an unknown preset (the known ones are listed) or an empty list.
+        ValueError / KeyError: an unknown preset or family (the known ones are listed), a bad
+            parameter, or an empty list.
     """
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = split_specs(text)
     if not names:
-        raise ValueError(f"--rain needs preset names separated by commas ({', '.join(PRESETS)}), got {text!r}")
-    unknown = [n for n in names if n not in PRESETS and n != CLEAN]
-    if unknown:
-        raise ValueError(f"--rain: unknown rain preset(s) {', '.join(map(repr, unknown))}; "
-                         f"available: {CLEAN}, {', '.join(PRESETS)}")
-    return with_clean([condition_at(PRESET_INTENSITY[n]) for n in names if n != CLEAN])
+        raise ValueError(f"--rain needs presets or rain families separated by commas ({', '.join(PRESETS)}, "
+                         f"garg_nayar@0.75, mix, ...), got {text!r}")
+    conditions = []
+    for name in names:
+        if name == CLEAN:
+            continue
+        if name in PRESETS:
+            conditions.append(condition_at(PRESET_INTENSITY[name]))
+            continue
+        try:
+            model = rain_from_spec(name)
+        except (KeyError, TypeError, ValueError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ValueError(f"--rain {name!r}: {message}") from None
+        conditions.append(RainCondition(rain_label(name), _intensity_of(model), RainParams(), model))
+    return with_clean(conditions)
+
+
+def _intensity_of(model: Any) -> float:
+    """A zoo model's place on the intensity scale (the middle of a mix's range)."""
+    value = getattr(model.params, "intensity", 0.0)
+    return float(np.mean(value)) if isinstance(value, (tuple, list)) else float(value)
 
 
 def parse_intensity(text: str) -> List[RainCondition]:
@@ -102,7 +139,10 @@ def with_clean(conditions: Sequence[RainCondition]) -> List[RainCondition]:
 
 
 def conditions_from_config(rain: Dict[str, Any]) -> List[RainCondition]:
-    """The conditions of a pipeline config's ``rain`` section (preset or intensity) plus clean."""
+    """The conditions of a pipeline config's ``rain`` section (preset, intensity or a zoo ``model`` spec) plus clean."""
+    if rain.get("model"):
+        return parse_rain(rain["model"]) if isinstance(rain["model"], str) else with_clean(
+            [RainCondition(rain_label(rain["model"]), 0.0, RainParams(), rain_from_spec(rain["model"]))])
     intensity: Optional[float] = rain.get("intensity")
     if intensity is not None:
         return with_clean([condition_at(float(intensity))])

@@ -11,7 +11,6 @@ a cached result keeps the time it took when it was computed.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from .cache import EvalCache, cache_key
 from .conditions import RainCondition
 from .dataset import EvalData
 from .stages import DerainerSpec, file_sha256, module_digest
-from .tasks import detect_uint8, eval_geometry, rainy_image, resize_image, resize_mask, segment_uint8
+from .tasks import detect_uint8, eval_geometry, resize_image, resize_mask, segment_uint8
 
 STAGES = ("rain", "derain", "detect", "segment", "metrics")
 IGNORE = 255
@@ -138,7 +137,7 @@ class Evaluation:
                   geometry: Any, rain: Dict[str, Any], acc: Accumulator) -> Tuple[np.ndarray, str]:
         s = self.settings
         tile = choose_tile(*geometry.new_shape, s.tile, s.max_pixels, s.overlap)  # what the derainer sees
-        key = cache_key(kind="derained", derainer=spec.digest, rain=dataclasses.asdict(cond.params),
+        key = cache_key(kind="derained", derainer=spec.digest, rain=cond.rain_key(),
                         seed=None if cond.is_clean else s.seed, image_id=str(sample["id"]), image=image_sha,
                         imgsz=s.imgsz, tile=tile, dtype=str(s.dtype),
                         **({"overlap": s.overlap} if tile is not None and s.overlap != 64 else {}))
@@ -148,8 +147,7 @@ class Evaluation:
         else:
             if "image" not in rain:  # once per (image, condition), shared by the derainers
                 start = time.perf_counter()
-                rainy = (sample["image"] if cond.is_clean else
-                         rainy_image(sample["image"], cond.params, str(sample["id"]), s.seed))
+                rainy = cond.apply(sample["image"], str(sample["id"]), s.seed)
                 rain["image"] = resize_image(rainy, geometry)
                 rain["time"] = time.perf_counter() - start
                 acc.computed["rain"] += 1

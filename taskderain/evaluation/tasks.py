@@ -4,9 +4,10 @@ Geometry: the image is resized so its longest side is ``imgsz`` (aspect kept; ar
 shrinking, bilinear when enlarging, as ultralytics' validator loads images) and *not* padded — the
 content of a letterbox without its grey border, so no network spends time on padding and
 PSNR/SSIM score content only.
-Rain is synthesised at the original resolution first (``add_rain(image, params,
-image_seed(id, seed))``, the epoch-0 rain of :class:`~taskderain.rain.Rainy`, as validation in
-training uses), then resized with the same geometry as the clean image. The derained image is
+Rain is synthesised at the original resolution first (:meth:`RainCondition.apply
+<taskderain.evaluation.conditions.RainCondition.apply>`: ``add_rain(image, params, image_seed(id,
+seed))`` for the streak presets, the epoch-0 rain of :class:`~taskderain.rain.Rainy` as validation
+in training uses, or a zoo model's ``apply``), then resized with the same geometry as the clean image. The derained image is
 quantised to 8 bits before anything scores it (as a saved PNG would be); the detector letterboxes
 it to ``imgsz`` itself and its boxes are mapped back to ORIGINAL image pixels, where the ground
 truth lives. Masks are resized with nearest neighbour.
@@ -23,7 +24,6 @@ from torch import nn
 
 from ..data.letterbox import LetterboxParams, letterbox_image, letterbox_mask, letterbox_params, unletterbox_xyxy
 from ..inference import module_device, to_tensor
-from ..rain import RainParams, add_rain, image_seed
 
 DetectionArrays = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) xyxy px, scores (N,), classes (N,)
 
@@ -43,11 +43,6 @@ def resize_image(image: np.ndarray, geometry: LetterboxParams) -> np.ndarray:
 def resize_mask(mask: np.ndarray, geometry: LetterboxParams, ignore_index: int = 255) -> np.ndarray:
     """(H, W) class ids → evaluation size (nearest neighbour)."""
     return letterbox_mask(mask, geometry, ignore_index)
-
-
-def rainy_image(image: np.ndarray, params: RainParams, image_id: str, seed: int) -> np.ndarray:
-    """The evaluation rain of one (H, W, 3) uint8 image (identical to ``Rainy``'s epoch-0 rain)."""
-    return add_rain(image, params, image_seed(str(image_id), seed))[0]
 
 
 @torch.inference_mode()

@@ -40,9 +40,10 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
         "weights": ((str, None), None),
         "ignore_index": ((int,), 255),
     },
-    "rain": {
+    "rain": {                                # the rain `taskderain eval` uses by default
         "preset": ((str, None), "heavy"),
         "intensity": (Number + (None,), None),
+        "model": ((str, dict, None), None),  # or rain-zoo specs: garg_nayar@0.75, mix (taskderain.rain.spec)
         "seed": ((int,), 0),
     },
 }

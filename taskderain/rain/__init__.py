@@ -12,6 +12,10 @@ Model: sparse drops smeared by oriented motion-blur kernels give the white strea
 (:mod:`~taskderain.rain.streaks`); it is added to the (optionally blurred) image and an
 atmospheric veil ``I = R·t + A·(1 - t)`` is laid over it (:mod:`~taskderain.rain.blend`). The
 NumPy path is byte-identical for a given (image, params, seed) on any machine and thread count.
+
+Other, physically distinct rain models (Garg–Nayar streaks, heavy rain with fog, raindrops on the
+lens, drizzle, a per-image mix, camera effects) live in the rain zoo
+(:mod:`taskderain.rain.zoo`): ``create_rain("garg_nayar", intensity=0.75).apply(image, seed)``.
 """
 
 from taskderain.rain.blend import composite
@@ -22,11 +26,14 @@ from taskderain.rain.streaks import StreakSample, render_streaks, sample_streaks
 from taskderain.rain.synthesis import add_rain
 from taskderain.rain.synthesis_torch import add_rain_torch, composite_torch, render_streaks_torch
 from taskderain.rain.transform import Rain
+from taskderain.rain.zoo import CameraEffects, RainModel, create_rain, list_rains, register_rain
 
 __all__ = [
+    "CameraEffects",
     "PRESETS",
     "PRESET_INTENSITY",
     "Rain",
+    "RainModel",
     "RainParams",
     "Rainy",
     "StreakSample",
@@ -35,10 +42,13 @@ __all__ = [
     "as_generator",
     "composite",
     "composite_torch",
+    "create_rain",
     "image_seed",
     "list_presets",
+    "list_rains",
     "params_at_intensity",
     "rain_params",
+    "register_rain",
     "render_streaks",
     "render_streaks_torch",
     "sample_streaks",

@@ -24,7 +24,8 @@ class Rainy(Dataset):
         dataset: e.g. :class:`~taskderain.data.YoloDetectionDataset` *without* a letterbox
             transform (rain is synthesised at the image's own resolution).
         preset: ``"light"``, ``"medium"``, ``"heavy"``, ``"storm"``; or ``intensity`` in [0, 1];
-            or ``params`` (a :class:`RainParams`).
+            or ``params`` (a :class:`RainParams`); or ``model``, a rain-zoo model
+            (:func:`~taskderain.rain.spec.rain_from_spec`): then ``model.apply(image, seed)``.
         seed: base seed.
         p: probability that a sample gets rain (the rest stay clean, ``"image" == "clean"``).
         transform: applied after the rain (e.g. :class:`~taskderain.data.Letterbox`).
@@ -32,11 +33,11 @@ class Rainy(Dataset):
 
     def __init__(self, dataset: Dataset, preset: Optional[str] = None, intensity: Optional[float] = None,
                  seed: int = 0, p: float = 1.0, params: Optional[RainParams] = None,
-                 transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
+                 transform: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None, model: Any = None) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be a probability in [0, 1], got {p}")
-        self.dataset = dataset
-        self.params = params if params is not None else rain_params(preset, intensity)
+        self.dataset, self.model = dataset, model
+        self.params = params if params is not None or model is not None else rain_params(preset, intensity)
         self.seed, self.p, self.transform = seed, p, transform
         self.epoch = 0
 
@@ -57,6 +58,6 @@ class Rainy(Dataset):
         seed = self.sample_seed(str(sample["id"]))
         # the p-draw has its own stream, so a sample's rain is the same whatever p is
         if self.p >= 1.0 or np.random.default_rng([seed, 1]).random() < self.p:
-            sample["image"], _ = add_rain(clean, self.params, seed)
+            sample["image"] = self.model.apply(clean, seed) if self.model is not None else add_rain(clean, self.params, seed)[0]
         sample["clean"] = clean
         return self.transform(sample) if self.transform else sample

@@ -65,8 +65,9 @@ def render_streaks_torch(samples: Sequence[StreakSample], device: Union[str, tor
     return torch.clamp_max(layer * float(SCALE), 1.0)
 
 
-def _reflect101(n: int, pad: int) -> np.ndarray:
-    """Source indices of a reflect-101 padded axis of length n (OpenCV's default border)."""
+def reflect_index(n: int, pad: int) -> np.ndarray:
+    """Source indices of an axis of length ``n`` padded by ``pad`` on both sides, reflect-101
+    (OpenCV's default border), for any ``pad``."""
     i = np.arange(-pad, n + pad)
     if n == 1:
         return np.zeros_like(i)
@@ -88,8 +89,8 @@ def _pad101(x: torch.Tensor, r: int) -> torch.Tensor:
     """Reflect-101 padding by r on H and W (torch's "reflect"; index gathering for tiny sides)."""
     if x.shape[-1] > r and x.shape[-2] > r:
         return F.pad(x, (r, r, r, r), mode="reflect")
-    rows = torch.from_numpy(_reflect101(x.shape[-2], r)).to(x.device)
-    cols = torch.from_numpy(_reflect101(x.shape[-1], r)).to(x.device)
+    rows = torch.from_numpy(reflect_index(x.shape[-2], r)).to(x.device)
+    cols = torch.from_numpy(reflect_index(x.shape[-1], r)).to(x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
 
 

@@ -12,6 +12,7 @@ MSPFN recipe (docs/mspfn.md): 96 px patches, batch 12, Adam β (0.9, 0.999),
     # or online rain on clean images, the last 10 % held out for validation:
     # data: {images: data/clean, rain_preset: heavy, rain_seed: 0, val_split: 0.1}
     # rain_intensity: [0.1, 0.45] instead of a preset draws a new intensity for every image
+    # rain: mix  (or garg_nayar@0.75, {name: mix, exclude: [raindrops]}): a rain-zoo model instead
 
 Set ``time: 0.5`` (hours, as ultralytics' ``time=``) to stop after a wall-clock budget: the run
 ends after the step that crosses it, validated and saved, and ``resume=true`` with more time or
@@ -50,6 +51,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
     "data": {
         "paired": ((str, None), None),       # paired rainy/clean root (see data.paired.find_pairs)
         "images": ((str, None), None),       # OR a clean image folder: rain is synthesised online
+        "rain": ((str, dict, None), None),   # a rain-zoo spec (garg_nayar@0.5, mix, {name: mix, exclude: [...]}):
+                                             # replaces rain_preset / rain_intensity (taskderain.rain.spec)
         "rain_preset": ((str, None), "heavy"),
         "rain_intensity": (Number + (list, None), None),  # [low, high]: a new intensity per image (restoration)
         "rain_seed": ((int,), 0),
@@ -179,11 +182,15 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
     if isinstance(d["rain_intensity"], list) and (d["images"] is None or c["mode"] in TASK_MODES):
         _fail(where, "data.rain_intensity", "as a [low, high] range is for online rain in mode 'restoration' "
               "(data.images); give one number")
+    if d["rain"] is not None and d["rain_intensity"] is not None:
+        _fail(where, "data.rain", "and 'data.rain_intensity' exclude each other (a zoo family has its own intensity)")
     if d["images"] is not None or c["mode"] in TASK_MODES:
         try:
             rain_spec(d)
         except (KeyError, ValueError, TypeError) as exc:
-            _fail(where, "data.rain_preset", f"/ 'data.rain_intensity' invalid: {exc}")
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            key = "data.rain'" if d["rain"] is not None else "data.rain_preset' / 'data.rain_intensity'"
+            raise ConfigError(f"{where}: '{key} invalid: {message}") from None
     o = c["optim"]
     for key in ("lr_detector", "lr_segmenter"):
         if o[key] <= 0:
@@ -199,9 +206,10 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
             _fail(where, f"optim.{key}", f"must be >= 0, got {o[key]}")
 
 
-def rain_spec(data: Dict[str, Any]) -> Union["RainParams", Tuple[float, float]]:
-    """The rain of ``config["data"]``: fixed :class:`~taskderain.rain.RainParams` (``rain_preset`` or
-    one ``rain_intensity``) or an intensity range ``(low, high)`` (``rain_intensity: [low, high]``).
+def rain_spec(data: Dict[str, Any]) -> Union["RainParams", Tuple[float, float], Any]:
+    """The rain of ``config["data"]``: a rain-zoo model (``data.rain``, see :mod:`taskderain.rain.spec`),
+    fixed :class:`~taskderain.rain.RainParams` (``rain_preset`` or one ``rain_intensity``) or an
+    intensity range ``(low, high)`` (``rain_intensity: [low, high]``).
 
     Raises:
         ValueError: an unknown preset, an intensity outside [0, 1] or a range that is not two
@@ -209,6 +217,10 @@ def rain_spec(data: Dict[str, Any]) -> Union["RainParams", Tuple[float, float]]:
     """
     from ..rain.params import intensity_range, rain_params
 
+    if data.get("rain") is not None:
+        from ..rain.spec import rain_from_spec
+
+        return rain_from_spec(data["rain"])
     intensity = data["rain_intensity"]
     if isinstance(intensity, list):
         return intensity_range(intensity)

@@ -65,19 +65,20 @@ class OnlineRainPairs(Dataset):
       ``i % len(files)``), each with its own crop and rain (key suffix ``#pass{p}`` from the
       second pass on) — BasicSR's ``dataset_enlarge_ratio`` for small image sets.
     * ``params`` may be an intensity range ``(low, high)``: each training crop draws its intensity
-      from the same generator, each validation image from its rain seed.
+      from the same generator, each validation image from its rain seed; or a rain-zoo model
+      (:func:`~taskderain.rain.spec.rain_from_spec`, e.g. the mix), applied with the same seeds.
     * ``train=False`` (validation): rain ``image_seed(stem, rain_seed)`` on the whole image — the
       bytes ``taskderain synth --seed rain_seed`` writes — then the centre ``patch_size`` crop
       if one is given.
     """
 
-    def __init__(self, files: Sequence[PathLike], params: Union[RainParams, Tuple[float, float]], rain_seed: int = 0,
+    def __init__(self, files: Sequence[PathLike], params: Union[RainParams, Tuple[float, float], Any], rain_seed: int = 0,
                  patch_size: Optional[int] = None, train: bool = True, seed: int = 0, repeat: int = 1) -> None:
         if repeat < 1 or (repeat > 1 and not train):
             raise ValueError(f"repeat must be >= 1 (and 1 for validation), got {repeat}")
         if train and patch_size is None:
             raise ValueError("OnlineRainPairs(train=True) needs a patch_size")
-        if not isinstance(params, RainParams):
+        if not isinstance(params, RainParams) and not hasattr(params, "apply"):
             params = intensity_range(params)
         self.files = [Path(f) for f in files]
         self.params, self.rain_seed, self.patch_size = params, rain_seed, patch_size
@@ -106,11 +107,22 @@ class OnlineRainPairs(Dataset):
              else float(np.random.default_rng([image_seed(key, self.rain_seed), 2]).random()))
         return params_at_intensity(low + (high - low) * u)
 
+    def add_rain(self, image: np.ndarray, key: str, draw: Optional[torch.Generator] = None,
+                 frame: Optional[int] = None) -> np.ndarray:
+        """The rain of the image (or crop of a ``frame`` px long-side image) named ``key``: seed
+        ``image_seed(key, rain_seed)``. A rain-zoo model rains a crop at its frame's scale."""
+        seed = image_seed(key, self.rain_seed)
+        if hasattr(self.params, "apply"):  # a rain-zoo model draws everything from its seed
+            from ..rain.zoo import with_frame
+
+            return (self.params if frame is None else with_frame(self.params, frame)).apply(image, seed)
+        return add_rain(image, self.rain(key, draw), seed)[0]
+
     def __getitem__(self, index: int) -> Dict[str, Any]:
         path = self.files[index % len(self.files)]
         clean = read_rgb(path)  # (H,W,3) uint8
         if not self.train:
-            rainy, _ = add_rain(clean, self.rain(path.stem), image_seed(path.stem, self.rain_seed))
+            rainy = self.add_rain(clean, path.stem)
             r, c = _tensor(rainy), _tensor(clean)
             if self.patch_size is not None:
                 size = (self.patch_size, self.patch_size)
@@ -120,6 +132,7 @@ class OnlineRainPairs(Dataset):
         k = int(torch.randint(NUM_DIHEDRAL, (1,), generator=g))
         p = self.patch_size
         h, w = clean.shape[:2]
+        frame = max(h, w)
         if h < p or w < p:
             clean = np.pad(clean, ((0, max(p - h, 0)), (0, max(p - w, 0)), (0, 0)), mode="reflect")
             h, w = clean.shape[:2]
@@ -127,7 +140,7 @@ class OnlineRainPairs(Dataset):
         left = int(torch.randint(w - p + 1, (1,), generator=g))
         crop = np.ascontiguousarray(clean[top:top + p, left:left + p])
         key = f"{path.stem}#epoch{self.epoch}" + (f"#pass{index // len(self.files)}" if index >= len(self.files) else "")
-        rainy, _ = add_rain(crop, self.rain(key, g), image_seed(key, self.rain_seed))
+        rainy = self.add_rain(crop, key, g, frame)
         return {"rainy": dihedral(_tensor(rainy), k), "clean": dihedral(_tensor(crop), k), "name": path.stem}
 
 

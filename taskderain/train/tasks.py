@@ -53,6 +53,7 @@ from ..losses import mspfn_loss
 from ..metrics.psnr import psnr_torch
 from ..models import create_derainer
 from ..rain import Rainy
+from .config import rain_spec
 from .data import split_count
 
 IGNORE = 255
@@ -123,13 +124,14 @@ class TaskData:
     def __init__(self, config: Dict[str, Any]) -> None:
         d = config["data"]
         preset = d["rain_preset"] if d["rain_intensity"] is None else None
+        model = rain_spec(d) if d["rain"] is not None else None  # a rain-zoo model replaces the preset
         letterbox = Letterbox(d["imgsz"], auto=False)
         base = YoloDetectionDataset(d["detection"], d["train_split"])
         self.names, self.nc = base.names, base.nc
         wrap = (lambda ds: WithMasks(ds, d["masks"], d["class_map"])) if d["masks"] else (lambda ds: ds)
         clean = config["mode"] == "segmenter"
         self.train = Rainy(wrap(base), preset, d["rain_intensity"], seed=d["rain_seed"],
-                           p=0.0 if clean else 1.0 - d["clean_prob"], transform=letterbox)
+                           p=0.0 if clean else 1.0 - d["clean_prob"], transform=letterbox, model=model)
         if d["val_split_name"] is not None:
             self.labels = YoloDetectionDataset(d["detection"], d["val_split_name"])
             self.indices = list(range(len(base)))
@@ -140,7 +142,7 @@ class TaskData:
             self.indices = list(range(len(base) - held))
             self.val_indices = list(range(len(base) - held, len(base)))
         self.val = (Rainy(wrap(self.labels), preset, d["rain_intensity"], seed=d["rain_seed"],
-                          p=0.0 if clean else 1.0, transform=letterbox) if self.val_indices else None)
+                          p=0.0 if clean else 1.0, transform=letterbox, model=model) if self.val_indices else None)
 
     def set_epoch(self, epoch: int) -> None:
         self.train.set_epoch(epoch + 1)
