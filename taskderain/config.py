@@ -95,7 +95,8 @@ def check_ranges(config: Dict[str, Any], ranges: Dict[str, Range], where: str) -
 
 
 def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
-    """``["detector.conf=0.4", "half=true"]`` → nested dict; values are parsed as YAML scalars."""
+    """``["detector.conf=0.4", "half=true"]`` → nested dict; values are parsed as YAML (scalars and flow
+    collections such as ``[0.5, 1]`` or ``{name: mix}``); text that is not valid YAML stays a string."""
     nested: Dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -107,7 +108,10 @@ def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{part}' is already set to a value")
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        try:
+            node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:  # not a YAML scalar or flow collection: the text itself (e.g. mix:{exclude: [a]})
+            node[parts[-1]] = text.strip()
     return nested
 
 

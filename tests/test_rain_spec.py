@@ -92,3 +92,11 @@ def test_models_lists_the_rain_presets_and_families(capsys):
     assert names == ["light", "medium", "heavy", "storm", *list_rains()]
     for name in names:
         rain_from_spec(name)  # every listed name is a valid spec
+
+
+def test_overrides_take_rain_specs_as_yaml_or_text(tmp_path):
+    from taskderain.config import parse_overrides
+
+    assert parse_overrides(["data.rain={name: mix, exclude: [drizzle]}"]) == \
+        {"data": {"rain": {"name": "mix", "exclude": ["drizzle"]}}}
+    assert parse_overrides(["data.rain=mix:{exclude: [drizzle]}"]) == {"data": {"rain": "mix:{exclude: [drizzle]}"}}
