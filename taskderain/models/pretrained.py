@@ -15,7 +15,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: preset → {tag: file name in WEIGHTS_DIR}
 PRETRAINED: Dict[str, Dict[str, str]] = {
-    "mspfn_lite": {"default": "mspfn_lite-synthrain-coco.pt"},
+    # default: light synthetic streaks (32.7 dB Rain100L); allweather: the rain-zoo mixture, interim
+    "mspfn_lite": {"default": "mspfn_lite-synthrain-coco.pt", "allweather": "mspfn_lite-allweather.pt"},
 }
 
 
