@@ -40,8 +40,8 @@ def _plan_folder(images: List[Path], out_images: Path) -> List[Tuple[Path, Path]
     return [(p, out_images / f"{p.stem}.png") for p in images]
 
 
-def _plan_yaml(source: Path, out: Path) -> Tuple[List[Tuple[Path, Path]], List[Tuple[Path, Path]], Dict]:
-    """(image jobs, label copies, new YAML dict) for an ultralytics data YAML."""
+def _plan_yaml(source: Path, out: Path) -> Tuple[List[Tuple[Path, Path]], List[Tuple[Path, Path]], Dict, Path]:
+    """(image jobs, label copies, new YAML dict, dataset root) for an ultralytics data YAML."""
     from ..data.detection import list_split_images, load_data_yaml
     from ..data.labels import label_path_for
 
@@ -67,14 +67,7 @@ def _plan_yaml(source: Path, out: Path) -> Tuple[List[Tuple[Path, Path]], List[T
         if label.exists():
             labels.append((label, label_path_for(target)))
     new_yaml = {"path": str(out.resolve()), **splits, "names": data["names"]}
-    return list(jobs.items()), labels, new_yaml
-
-
-def new_yaml_root(source: Path) -> Path:
-    """The dataset root (``path:``) of an ultralytics data YAML: where its images are read from."""
-    from ..data.detection import load_data_yaml
-
-    return Path(load_data_yaml(source)["path"])
+    return list(jobs.items()), labels, new_yaml, root
 
 
 def _check_manifest(out: Path, manifest: Dict, overwrite: bool) -> None:
@@ -123,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     image_of_mask: Dict[Path, Path] = {}  # --masks: where a mask goes → its image
     new_yaml: Optional[Dict] = None
     if source.is_file() and source.suffix in (".yaml", ".yml"):
-        jobs, copies, new_yaml = _plan_yaml(source, out)
+        jobs, copies, new_yaml, root = _plan_yaml(source, out)
     elif source.is_dir():
         images = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
         if not images:
@@ -145,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         target, srcs = next(iter(clashes.items()))
         raise CLIError(f"{len(clashes)} output name(s) would collide (e.g. {target} from {', '.join(map(str, srcs))}): "
                        "rainy copies are PNGs named after the file stem; rename or split these images")
-    read_from = [source if source.is_dir() else new_yaml_root(source)] + ([args.masks] if args.masks else [])
+    read_from = [root if new_yaml is not None else source] + ([args.masks] if args.masks else [])
     check_out_not_in_sources(out, [str(f) for f in read_from], [])
     ensure_writable_dir(out)
     manifest = {"source": str(source.resolve()), "label": label, "preset": args.preset, "intensity": args.intensity,

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..inference import DEFAULT_MAX_PIXELS, NonFiniteOutputError, check_tiling, choose_tile, derain_array
 from ..metrics import DetectionEvaluator, SegmentationEvaluator, psnr, ssim
+from ..stages.detector import check_nms
 from .cache import EvalCache, cache_key
 from .conditions import RainCondition
 from .dataset import EvalData
@@ -62,10 +63,7 @@ class EvalSettings:
         check_tiling(self.tile, self.overlap, self.max_pixels)
         if not isinstance(self.imgsz, int) or isinstance(self.imgsz, bool) or self.imgsz < 1:
             raise ValueError(f"imgsz must be a positive number of pixels, got {self.imgsz!r}")
-        for name in ("conf", "iou"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        check_nms(self.conf, self.iou, self.max_det)
 
 
 @dataclass

@@ -85,8 +85,10 @@ class WithMasks(Dataset):
         for record in getattr(self.dataset, "records", ()):
             image = Path(record[0])
             mask = self.files.get(image.stem)
-            if mask is not None and image_size(mask) != image_size(image):
-                (mh, mw), (ih, iw) = image_size(mask), image_size(image)
+            if mask is None:
+                continue
+            (mh, mw), (ih, iw) = image_size(mask), image_size(image)
+            if (mh, mw) != (ih, iw):
                 wrong.append(f"{mask} is {mw}x{mh}, its image {image} {iw}x{ih}")
         if wrong:
             raise ValueError(f"data.masks: {len(wrong)} mask(s) are not the size of their image, e.g. {wrong[0]}")
