@@ -115,6 +115,10 @@ def test_intensity_sweep_is_clean_plus_the_presets_bit_for_bit():
     assert [c.name for c in zoo] == ["clean", "light", "garg_nayar@0.50", "mix(exclude)"]
     assert zoo[2].model.name == "garg_nayar" and zoo[2].rain_key()["params"]["intensity"] == 0.5
     assert zoo[3].rain_key()["params"]["exclude"] == ["raindrops", "drizzle"] and not zoo[3].is_clean
+    from taskderain.evaluation.conditions import conditions_from_config
+
+    configured = conditions_from_config({"model": {"name": "garg_nayar", "intensity": 0.6}})
+    assert [(c.name, c.intensity) for c in configured] == [("clean", 0.0), ("garg_nayar@0.60", 0.6)]
     with pytest.raises(ValueError, match="START:STOP:N"):
         parse_intensity("0:1")
     with pytest.raises(ValueError, match="1.5 is not in"):

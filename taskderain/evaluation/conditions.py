@@ -88,19 +88,25 @@ def parse_rain(text: str) -> List[RainCondition]:
         if name in PRESETS:
             conditions.append(condition_at(PRESET_INTENSITY[name]))
             continue
-        try:
-            model = rain_from_spec(name)
-        except (KeyError, TypeError, ValueError) as exc:
-            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-            raise ValueError(f"--rain {name!r}: {message}") from None
-        conditions.append(RainCondition(rain_label(name), _intensity_of(model), RainParams(), model))
+        conditions.append(zoo_condition(name))
     return with_clean(conditions)
 
 
-def _intensity_of(model: Any) -> float:
-    """A zoo model's place on the intensity scale (the middle of a mix's range)."""
+def zoo_condition(spec: Any) -> RainCondition:
+    """The condition of one rain-zoo spec (string or mapping), on the intensity scale at the
+    model's intensity (the middle of a mix's range).
+
+    Raises:
+        ValueError: an unknown family or a bad parameter, naming the spec.
+    """
+    try:
+        model = rain_from_spec(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise ValueError(f"--rain {spec!r}: {message}") from None
     value = getattr(model.params, "intensity", 0.0)
-    return float(np.mean(value)) if isinstance(value, (tuple, list)) else float(value)
+    intensity = float(np.mean(value)) if isinstance(value, (tuple, list)) else float(value)
+    return RainCondition(rain_label(spec), intensity, RainParams(), model)
 
 
 def parse_intensity(text: str) -> List[RainCondition]:
@@ -141,8 +147,7 @@ def with_clean(conditions: Sequence[RainCondition]) -> List[RainCondition]:
 def conditions_from_config(rain: Dict[str, Any]) -> List[RainCondition]:
     """The conditions of a pipeline config's ``rain`` section (preset, intensity or a zoo ``model`` spec) plus clean."""
     if rain.get("model"):
-        return parse_rain(rain["model"]) if isinstance(rain["model"], str) else with_clean(
-            [RainCondition(rain_label(rain["model"]), 0.0, RainParams(), rain_from_spec(rain["model"]))])
+        return parse_rain(rain["model"]) if isinstance(rain["model"], str) else with_clean([zoo_condition(rain["model"])])
     intensity: Optional[float] = rain.get("intensity")
     if intensity is not None:
         return with_clean([condition_at(float(intensity))])
