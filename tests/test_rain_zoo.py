@@ -314,6 +314,31 @@ def test_camera_noise_is_signal_dependent_and_blur_keeps_the_frame():
     assert abs((ys * w).sum() / w.sum() - 31.5) < 0.5 and abs((xs * w).sum() / w.sum() - 27.5) < 0.5   # centred
 
 
+
+def test_pair_target_keeps_the_camera_tone_and_drops_rain_noise_and_jpeg():
+    img = scene()
+    # exposure only: the target is the clean image times one gain in [0.5, 0.75]; the rainy image is apply()'s
+    exposure = CameraEffects(strength=1.0, exposure=0.5, desaturation=0, cast=0, motion_blur=0, noise=0, shot=0, jpeg=None)
+    rainy, target = create_rain("garg_nayar", intensity=0.5, camera=exposure).apply_pair(img, 3)
+    assert np.array_equal(rainy, create_rain("garg_nayar", intensity=0.5, camera=exposure).apply(img, 3))
+    ratio = target[img > 40].astype(np.float64) / img[img > 40]
+    assert 0.5 - 0.01 < ratio.min() and ratio.max() < 0.75 + 0.01 and ratio.max() - ratio.min() < 0.03
+    # full camera: the target has the tone of the rainy image but neither its noise nor its JPEG
+    full = create_rain("streaks", intensity=0.0, camera=CameraEffects(strength=1.0))
+    rainy, target = full.apply_pair(img, 5)
+    toned = create_rain("streaks", intensity=0.0, camera=CameraEffects(strength=1.0, noise=0, shot=0, jpeg=None)).apply(img, 5)
+    assert np.abs(target.astype(int) - toned.astype(int)).max() <= 1
+    assert np.abs(rainy.astype(int) - target.astype(int)).mean() > 1
+    # no camera: the target is the clean image; the mix delegates to its draw; torch agrees
+    assert np.array_equal(create_rain("drizzle", intensity=0.6).apply_pair(img, 1)[1], img)
+    mix = create_rain("mix", camera_prob=1.0, intensity=(0.3, 0.8))
+    for seed in range(3):
+        rainy, target = mix.apply_pair(img, seed)
+        assert np.array_equal(rainy, mix.apply(img, seed))
+        t_rainy, t_target = mix.apply_pair_torch(to_tensor(img)[None], [seed])
+        assert np.abs(to_uint8(t_target[0]).astype(int) - target.astype(int)).max() <= 1
+        assert np.abs(to_uint8(t_rainy[0]).astype(int) - rainy.astype(int)).max() <= 2
+
 # --- physics of the families -----------------------------------------------------------------------
 
 def test_garg_nayar_physical_laws():

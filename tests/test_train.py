@@ -101,6 +101,23 @@ def test_online_rain_is_a_function_of_seed_epoch_index(images):
     assert torch.equal((val["rainy"] * 255).round().byte().permute(1, 2, 0), torch.from_numpy(expected))
 
 
+def test_online_zoo_rain_targets_keep_the_camera_tone(images):
+    from taskderain.imageio import read_rgb
+    from taskderain.rain.zoo import create_rain
+
+    files = sorted(images.iterdir())
+    dull = create_rain("garg_nayar", intensity=0.5, camera={"strength": 1.0, "exposure": 0.5, "noise": 0, "shot": 0,
+                                                            "jpeg": None, "desaturation": 0, "cast": 0, "motion_blur": 0})
+    val = OnlineRainPairs(files, dull, rain_seed=5, patch_size=None, train=False)[0]
+    clean = torch.from_numpy(read_rgb(files[0])).permute(2, 0, 1).float() / 255
+    ratio = val["clean"].sum() / clean.sum()          # the target is the dull exposure, not the bright clean image
+    assert 0.49 < ratio < 0.76
+    rainy, target = dull.apply_pair(read_rgb(files[0]), image_seed(files[0].stem, 5))
+    assert torch.equal((val["clean"] * 255).round().byte().permute(1, 2, 0), torch.from_numpy(target))
+    crop = OnlineRainPairs(files, dull, rain_seed=5, patch_size=24, seed=1)[2]
+    assert crop["clean"].mean() < crop["rainy"].mean()   # exposure on both, rain brightens only the input
+
+
 def test_online_rain_intensity_range_draws_per_image(images):
     from taskderain.imageio import read_rgb
     from taskderain.metrics import psnr

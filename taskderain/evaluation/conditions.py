@@ -48,6 +48,18 @@ class RainCondition:
             return add_rain(image, self.params, image_seed(str(image_id), seed))[0]
         return self.model.apply(image, image_seed(str(image_id), seed))
 
+    @property
+    def changes_tone(self) -> bool:
+        """Whether the rain has camera effects, so that :meth:`reference` is not the clean image."""
+        return self.model is not None and bool(getattr(self.model, "changes_tone", False))
+
+    def reference(self, image: np.ndarray, image_id: str, seed: int) -> np.ndarray:
+        """What a derainer's output is scored against: the clean image, or — for rain with camera
+        effects — the clean image through the same camera tone (``RainModel.apply_pair``)."""
+        if not self.changes_tone:
+            return image
+        return self.model.apply_pair(image, image_seed(str(image_id), seed))[1]
+
     def describe(self) -> Dict[str, Any]:
         """JSON-friendly record: name, intensity and the rain's every parameter."""
         rain = {"params": dataclasses.asdict(self.params)} if self.model is None else {"rain": describe_rain(self.model)}

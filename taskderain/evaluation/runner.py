@@ -213,6 +213,8 @@ class Evaluation:
             image_sha = file_sha256(sample["path"])
             for cond in self.conditions:
                 rain: Dict[str, Any] = {}
+                reference = (resize_image(cond.reference(sample["image"], str(sample["id"]), s.seed), geometry)
+                             if cond.changes_tone else clean)
                 for spec in self.derainers:
                     acc = accs[(cond.name, spec.label)]
                     derained, dkey = self._derained(spec, cond, sample, image_sha, geometry, rain, acc)
@@ -222,8 +224,8 @@ class Evaluation:
                     if spec.is_identity and cond.is_clean:
                         acc.psnr.append(math.inf)  # the reference itself
                     else:
-                        acc.psnr.append(psnr(derained, clean))
-                        acc.ssim.append(ssim(derained, clean))
+                        acc.psnr.append(psnr(derained, reference))
+                        acc.ssim.append(ssim(derained, reference))
                     if dets is not None:
                         acc.detection.add_sample(sample, dets)
                     if pred_mask is not None:

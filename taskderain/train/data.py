@@ -55,7 +55,8 @@ class OnlineRainPairs(Dataset):
     """(rainy, clean) pairs made on the fly from clean images with :func:`~taskderain.rain.add_rain`.
 
     Items are dicts like :class:`~taskderain.data.PairedRainDataset`'s: ``{"rainy", "clean"}``
-    (3,H,W) float32 in [0,1] and ``"name"`` (the file stem).
+    (3,H,W) float32 in [0,1] and ``"name"`` (the file stem). With a rain-zoo model ``"clean"`` is
+    the target of ``RainModel.apply_pair``: the clean image under the same camera tone and shake.
 
     * ``train=True``: a random ``patch_size`` crop of the clean image (reflect-padded if smaller),
       rain with seed ``image_seed(f"{stem}#epoch{epoch}", rain_seed)`` on the crop, then one of the
@@ -108,22 +109,23 @@ class OnlineRainPairs(Dataset):
         return params_at_intensity(low + (high - low) * u)
 
     def add_rain(self, image: np.ndarray, key: str, draw: Optional[torch.Generator] = None,
-                 frame: Optional[int] = None) -> np.ndarray:
-        """The rain of the image (or crop of a ``frame`` px long-side image) named ``key``: seed
-        ``image_seed(key, rain_seed)``. A rain-zoo model rains a crop at its frame's scale."""
+                 frame: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(rainy, target) of the image (or crop of a ``frame`` px long-side image) named ``key``:
+        seed ``image_seed(key, rain_seed)``. A rain-zoo model rains a crop at its frame's scale, and
+        its target is the clean image through the same camera tone (``RainModel.apply_pair``)."""
         seed = image_seed(key, self.rain_seed)
-        if hasattr(self.params, "apply"):  # a rain-zoo model draws everything from its seed
+        if hasattr(self.params, "apply_pair"):  # a rain-zoo model draws everything from its seed
             from ..rain.zoo import with_frame
 
-            return (self.params if frame is None else with_frame(self.params, frame)).apply(image, seed)
-        return add_rain(image, self.rain(key, draw), seed)[0]
+            return (self.params if frame is None else with_frame(self.params, frame)).apply_pair(image, seed)
+        return add_rain(image, self.rain(key, draw), seed)[0], image
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
         path = self.files[index % len(self.files)]
         clean = read_rgb(path)  # (H,W,3) uint8
         if not self.train:
-            rainy = self.add_rain(clean, path.stem)
-            r, c = _tensor(rainy), _tensor(clean)
+            rainy, target = self.add_rain(clean, path.stem)
+            r, c = _tensor(rainy), _tensor(target)
             if self.patch_size is not None:
                 size = (self.patch_size, self.patch_size)
                 r, c = paired_center_crop(pad_to_size(r, size), pad_to_size(c, size), size)
@@ -140,8 +142,8 @@ class OnlineRainPairs(Dataset):
         left = int(torch.randint(w - p + 1, (1,), generator=g))
         crop = np.ascontiguousarray(clean[top:top + p, left:left + p])
         key = f"{path.stem}#epoch{self.epoch}" + (f"#pass{index // len(self.files)}" if index >= len(self.files) else "")
-        rainy = self.add_rain(crop, key, g, frame)
-        return {"rainy": dihedral(_tensor(rainy), k), "clean": dihedral(_tensor(crop), k), "name": path.stem}
+        rainy, target = self.add_rain(crop, key, g, frame)
+        return {"rainy": dihedral(_tensor(rainy), k), "clean": dihedral(_tensor(target), k), "name": path.stem}
 
 
 def split_count(n: int, val_split: float) -> int:

@@ -9,12 +9,17 @@ Seeding: ``apply(image, seed)`` makes one PCG64 generator from ``seed``
 (:func:`~taskderain.rain.as_generator`); the rain draws come first, then the camera draws from the
 same generator. ``apply_torch(images, seeds)`` gives image ``i`` a generator from ``seeds[i]``
 and the same draws, so image ``i`` of a batch gets the rain ``apply(image_i, seeds[i])`` gives.
+
+Training pairs: ``apply_pair(image, seed)`` is ``(apply(image, seed), target)`` where the target
+is the clean image as the same camera saw it (its exposure, colour cast and shake, without rain,
+noise or JPEG; the image itself without camera effects) — see
+:mod:`~taskderain.rain.zoo.camera` for why the target keeps the camera's tone.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Type, Union
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -22,7 +27,7 @@ import torch
 from ..blend import check_image
 from ..seeding import SeedLike, as_generator
 from ..synthesis_torch import SeedsLike, batch_seeds
-from .camera import CameraEffects, apply_camera_torch, camera_float
+from .camera import CameraEffects, apply_camera_torch, camera_float, camera_pair, camera_pair_torch
 from .ops import as_float32
 
 CameraLike = Union[None, CameraEffects, Mapping[str, Any]]
@@ -95,6 +100,11 @@ class RainModel:
     def _camera_on(self) -> bool:
         return self.camera is not None and self.camera.strength > 0
 
+    @property
+    def changes_tone(self) -> bool:
+        """Whether targets can differ from the clean image (camera effects on; see :meth:`apply_pair`)."""
+        return self._camera_on()
+
     def apply(self, image: np.ndarray, seed: SeedLike) -> np.ndarray:
         """Rain on one (H, W, 3) RGB image, uint8 or float in [0, 1]; same shape and dtype.
 
@@ -127,6 +137,30 @@ class RainModel:
         if self._camera_on():
             out = apply_camera_torch(out, self.camera, generators)
         return out.to(images.dtype)
+
+    def apply_pair(self, image: np.ndarray, seed: SeedLike) -> Tuple[np.ndarray, np.ndarray]:
+        """(rainy, target) of one (H, W, 3) image: ``apply(image, seed)`` and the camera's scene view
+        of the clean image (a copy of it without camera effects); both in the image's dtype."""
+        check_image(image)
+        rng = as_generator(seed)
+        if not self._camera_on():
+            return (self._rain(image, rng) if self.intensity > 0 else image.copy()), image.copy()
+        x = as_float32(image)
+        y = self._rain_float(x, rng) if self.intensity > 0 else x
+        return camera_pair(x, y, self.camera, rng, like_dtype=image.dtype)
+
+    def apply_pair_torch(self, images: torch.Tensor, seeds: SeedsLike) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Torch twin of :meth:`apply_pair` for a (B, 3, H, W) float batch: (rainy, target)."""
+        check_batch(images)
+        generators = generators_for(seeds, images.shape[0])
+        if self.intensity <= 0 and not self._camera_on():
+            return images.clone(), images.clone()
+        x = images.float()
+        out = self._rain_torch(x, generators) if self.intensity > 0 else x.clone()
+        if not self._camera_on():
+            return out.to(images.dtype), images.clone()
+        out, view = camera_pair_torch(x, out, self.camera, generators)
+        return out.to(images.dtype), view.to(images.dtype)
 
     def _rain_float(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The rain of (H, W, 3) float32 → float32 that the camera effects act on (and the torch path mirrors)."""

@@ -14,6 +14,14 @@ Each effect's amount ``a = strength·(0.5 + 0.5·u)`` takes its own uniform ``u`
 generator (in the order of the fields), so ``strength`` 0 is the identity and 1 the strongest.
 The motion-blur kernel is centred (no shift of the frame): boxes stay valid.
 
+The *scene view* (:func:`camera_pair`) is the clean image through the same exposure,
+desaturation, colour cast and shake — what the camera saw, without the rain, the noise or the
+JPEG. It is the restoration target of a rainy image: a derainer can tell rain, noise and
+blocking from the scene, but not an overcast scene from a dull exposure or a cool cast from a
+blue wall, so asking it to undo those teaches it a global tone shift it then applies to every
+image (measured: trained against the clean image, an all-weather MSPFN-lite darkened Rain100L's
+output by 0.045 on average and fell below the rainy input's PSNR).
+
 Torch: the same draws and float32 maths on the images' device, differentiable except JPEG, which
 is encoded on the CPU per image with the same OpenCV call and passes the gradient straight through
 (identity Jacobian — JPEG itself has no gradient). JPEG amplifies differences: where the torch
@@ -24,6 +32,7 @@ JPEG the same bytes on both paths.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
@@ -165,16 +174,32 @@ def _camera_np(x: np.ndarray, c: CameraSample) -> np.ndarray:
     return np.clip(y, 0, 1)
 
 
-def camera_float(x: np.ndarray, params: CameraEffects, rng: np.random.Generator, like_dtype: np.dtype = np.float32) -> np.ndarray:
-    """Camera effects on (H, W, 3) float32 in [0, 1]; the result in ``like_dtype`` (uint8: rounded once)."""
-    c = sample_camera(x.shape[0], x.shape[1], params, rng)
-    y = _camera_np(x, c)
+def _finish_np(y: np.ndarray, c: CameraSample, like_dtype: np.dtype) -> np.ndarray:
+    y = _camera_np(y, c)
     if c.quality is not None:
         coded = jpeg_roundtrip(np.rint(y * np.float32(255)).astype(np.uint8), c.quality)
         if like_dtype == np.uint8:
             return coded
         y = coded.astype(np.float32) / np.float32(255)
     return like(y, np.empty(0, like_dtype))
+
+
+def camera_float(x: np.ndarray, params: CameraEffects, rng: np.random.Generator, like_dtype: np.dtype = np.float32) -> np.ndarray:
+    """Camera effects on (H, W, 3) float32 in [0, 1]; the result in ``like_dtype`` (uint8: rounded once)."""
+    return _finish_np(x, sample_camera(x.shape[0], x.shape[1], params, rng), like_dtype)
+
+
+def scene_sample(c: CameraSample) -> CameraSample:
+    """The tone and shake of a draw without its noise and JPEG (see the module docstring)."""
+    return dataclasses.replace(c, noise=None, quality=None)
+
+
+def camera_pair(clean: np.ndarray, rainy: np.ndarray, params: CameraEffects, rng: np.random.Generator,
+                like_dtype: np.dtype = np.float32) -> Tuple[np.ndarray, np.ndarray]:
+    """(camera effects on ``rainy``, the scene view of ``clean``) from one draw; float32 (H, W, 3)
+    in, ``like_dtype`` out. The first is exactly :func:`camera_float` of ``rainy``."""
+    c = sample_camera(rainy.shape[0], rainy.shape[1], params, rng)
+    return _finish_np(rainy, c, like_dtype), _finish_np(clean, scene_sample(c), like_dtype)
 
 
 def apply_camera(image: np.ndarray, params: CameraEffects, rng: np.random.Generator) -> np.ndarray:
@@ -212,3 +237,15 @@ def apply_camera_torch(images: torch.Tensor, params: CameraEffects, generators: 
     """Torch twin of :func:`apply_camera` for (B, 3, H, W) float32 in [0, 1], one generator per image."""
     h, w = images.shape[-2:]
     return torch.cat([_camera_torch(images[i : i + 1], sample_camera(h, w, params, g)) for i, g in enumerate(generators)])
+
+
+def camera_pair_torch(clean: torch.Tensor, rainy: torch.Tensor, params: CameraEffects,
+                      generators: Sequence[np.random.Generator]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Torch twin of :func:`camera_pair` for (B, 3, H, W) float32 batches, one generator per image."""
+    h, w = rainy.shape[-2:]
+    out, view = [], []
+    for i, g in enumerate(generators):
+        c = sample_camera(h, w, params, g)
+        out.append(_camera_torch(rainy[i : i + 1], c))
+        view.append(_camera_torch(clean[i : i + 1], scene_sample(c)))
+    return torch.cat(out), torch.cat(view)

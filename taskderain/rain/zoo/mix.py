@@ -113,6 +113,11 @@ class RainMix(RainModel):
         """The highest intensity this mix draws."""
         return self.params.intensity[1]
 
+    @property
+    def changes_tone(self) -> bool:
+        """Whether some draws have camera effects (their targets keep the camera's tone)."""
+        return self.params.camera_prob > 0 and self.params.intensity[1] > 0 and self.params.camera_strength[1] > 0
+
     def draw(self, seed: SeedLike) -> MixDraw:
         """The draw of the image with this seed (int, SeedSequence or Generator, which is advanced)."""
         p, rng = self.params, as_generator(seed)
@@ -141,6 +146,21 @@ class RainMix(RainModel):
         check_image(image)
         d = self.draw(seed)
         return self.model(d).apply(image, d.seed)
+
+    def apply_pair(self, image: np.ndarray, seed: SeedLike) -> Tuple[np.ndarray, np.ndarray]:
+        """(rainy, target) of the drawn family (:meth:`RainModel.apply_pair`)."""
+        check_image(image)
+        d = self.draw(seed)
+        return self.model(d).apply_pair(image, d.seed)
+
+    def apply_pair_torch(self, images: torch.Tensor, seeds: SeedsLike) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per image, the drawn family's :meth:`RainModel.apply_pair_torch`."""
+        check_batch(images)
+        pairs = []
+        for i, g in enumerate(generators_for(seeds, images.shape[0])):
+            d = self.draw(g)
+            pairs.append(self.model(d).apply_pair_torch(images[i : i + 1], [d.seed]))
+        return torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
 
     def apply_torch(self, images: torch.Tensor, seeds: SeedsLike) -> torch.Tensor:
         """Per image, the drawn family's torch path on (B, 3, H, W) float in [0, 1]."""
