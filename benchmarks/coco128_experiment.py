@@ -161,7 +161,7 @@ def score_exports(args: argparse.Namespace, config_path: Path, exports: Path) ->
         detector = create_detector(weights=file("detector.pt") or det["weights"], imgsz=config["data"]["imgsz"],
                                    conf=det["conf"], iou=det["iou"])
         seg = file("segmenter.pt") or (default_seg if default_seg.is_file() else None)
-        return Pipeline(derainer, detector, load_segmenter(seg) if seg else None).to(device).eval()
+        return Pipeline(derainer, [detector, load_segmenter(seg) if seg else None]).to(device).eval()
 
     rows: Dict[str, Dict[str, Any]] = {}
     base = pipeline(None)

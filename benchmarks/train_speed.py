@@ -88,7 +88,10 @@ class Route:
 
     def __init__(self, name: str, pipeline: torch.nn.Module, weights: Dict[str, float],
                  amp_dtype: Optional[torch.dtype]) -> None:
-        self.name, self.pipeline, self.weights, self.amp_dtype = name, pipeline, weights, amp_dtype
+        from taskderain.losses.terms import LossTerms
+
+        self.name, self.pipeline, self.amp_dtype = name, pipeline, amp_dtype
+        self.terms = LossTerms(weights, pipeline)
         groups = []
         for stage, lr in (("derainer", LR_DERAINER), ("detector", LR_DETECTOR)):
             module = getattr(pipeline, stage, None)
@@ -104,7 +107,7 @@ class Route:
 
         self.pipeline.train()  # a frozen detector stays in eval mode
         self.optimizer.zero_grad(set_to_none=True)
-        loss, self.parts = task_loss(self.pipeline, batch, self.weights, torch.device("cpu"), self.amp_dtype)
+        loss, self.parts = task_loss(self.pipeline, batch, self.terms, torch.device("cpu"), self.amp_dtype)
         loss.backward()
         self.optimizer.step()
 

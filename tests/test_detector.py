@@ -154,12 +154,15 @@ def test_loss_reaches_the_input(mode):
     det = small_detector()
     det.train(mode == "train")
     x = torch.rand(2, 3, 96, 128, requires_grad=True)
-    loss, items = det.loss(x, BATCH)
+    loss, items = det.ultralytics_loss(x, BATCH)
     assert loss.shape == (3,) and torch.isfinite(loss).all() and (loss > 0).all()
     assert set(items) == {"box_loss", "cls_loss", "dfl_loss"}
     torch.testing.assert_close(torch.stack(list(items.values())) * 2, loss.detach())  # × batch size
     loss.sum().backward()
     assert x.grad.abs().sum() > 0
+    terms = det.loss(x.detach(), BATCH)  # the TaskHead form: ultralytics' terms per image
+    assert set(terms) == {"box", "cls", "dfl"}
+    torch.testing.assert_close(torch.stack([terms["box"], terms["cls"], terms["dfl"]]), loss.detach() / 2)
 
 
 def test_loss_pads_odd_sizes_and_rescales_boxes():
@@ -168,17 +171,17 @@ def test_loss_pads_odd_sizes_and_rescales_boxes():
     padded = torch.full((2, 3, 128, 96), PAD_VALUE)
     padded[..., :100, :90] = x
     scaled = dict(BATCH, bboxes=BATCH["bboxes"] * torch.tensor([90 / 96, 100 / 128, 90 / 96, 100 / 128]))
-    torch.testing.assert_close(det.loss(x, BATCH)[0], det.loss(padded, scaled)[0])
-    assert not torch.allclose(det.loss(x, BATCH)[0], det.loss(padded, BATCH)[0])  # boxes do matter
+    torch.testing.assert_close(det.ultralytics_loss(x, BATCH)[0], det.ultralytics_loss(padded, scaled)[0])
+    assert not torch.allclose(det.ultralytics_loss(x, BATCH)[0], det.ultralytics_loss(padded, BATCH)[0])  # boxes do matter
 
 
 def test_eval_mode_keeps_batchnorm_statistics_train_mode_does_not():
     det = small_detector().eval()
     before = bn_buffers(det)
-    det.loss(torch.rand(2, 3, 64, 64), BATCH)[0].sum().backward()
+    det.ultralytics_loss(torch.rand(2, 3, 64, 64), BATCH)[0].sum().backward()
     assert all(torch.equal(v, bn_buffers(det)[k]) for k, v in before.items())
     det.train()
-    det.loss(torch.rand(2, 3, 64, 64), BATCH)
+    det.ultralytics_loss(torch.rand(2, 3, 64, 64), BATCH)
     assert any(not torch.equal(v, bn_buffers(det)[k]) for k, v in before.items())
 
 
@@ -187,7 +190,7 @@ def test_loss_after_predict_at_the_same_size():
     det = small_detector().freeze()
     x = torch.rand(2, 3, 128, 128, requires_grad=True)
     det.predict(x)
-    det.loss(x, BATCH)[0].sum().backward()
+    det.ultralytics_loss(x, BATCH)[0].sum().backward()
     assert x.grad.abs().sum() > 0
 
 
@@ -199,7 +202,7 @@ def test_frozen_detector_trains_only_the_preprocessor():
     params = {k: v.clone() for k, v in det.state_dict().items()}
     pre_before = pre.weight.detach().clone()
     optimiser = torch.optim.SGD(pre.parameters(), lr=0.1)
-    loss, _ = det.loss(pre(torch.rand(2, 3, 64, 96)), BATCH)
+    loss, _ = det.ultralytics_loss(pre(torch.rand(2, 3, 64, 96)), BATCH)
     loss.sum().backward()
     assert all(p.grad is None for p in det.parameters())
     optimiser.step()

@@ -28,7 +28,7 @@ def small_pipeline(segmenter: bool = False) -> Pipeline:
                            decoder_channels=(32, 16, 8)) if segmenter else None
     if seg is not None:
         seg.freeze()
-    return Pipeline(create_derainer("mspfn_tiny"), detector, seg)
+    return Pipeline(create_derainer("mspfn_tiny"), [detector, seg])
 
 
 @pytest.mark.shared
@@ -50,7 +50,7 @@ def _batch(h=64, w=64):
     images = torch.rand(2, 3, h, w)
     return images, {"batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.tensor([[0.0], [2.0]]),
                     "bboxes": torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.3, 0.6, 0.2, 0.3]]),
-                    "masks": torch.randint(0, 3, (2, h, w))}
+                    "semantic": torch.randint(0, 3, (2, h, w))}
 
 
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
@@ -61,8 +61,9 @@ def test_one_step_on_a_task_loss_trains_only_the_derainer(task):
     before = {k: v.clone() for k, v in pipeline.derainer.state_dict().items()}
     optimiser = torch.optim.SGD([p for p in pipeline.parameters() if p.requires_grad], lr=0.1)
     losses, derained = pipeline.losses(images, batch)
-    assert set(losses) == {"detection", "segmentation"} and derained.shape == images.shape
-    losses[task].backward()
+    assert set(losses) == {"detector", "segmenter"} and derained.shape == images.shape
+    assert set(losses["detector"]) == {"box", "cls", "dfl"} and set(losses["segmenter"]) == {"dice", "ce"}
+    sum(losses["detector" if task == "detection" else "segmenter"].values()).backward()
     optimiser.step()
     changed = [k for k, v in pipeline.derainer.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) > 0.5 * len(before)
@@ -73,8 +74,8 @@ def test_one_step_on_a_task_loss_trains_only_the_derainer(task):
 def test_forward_outputs():
     pipeline = small_pipeline(segmenter=True).eval()
     out = pipeline(torch.rand(1, 3, 50, 70))
-    assert out["derained"].shape == (1, 3, 50, 70) and out["segmentation"].shape == (1, 3, 50, 70)
-    assert out["detections"].preds is not None
+    assert out["derained"].shape == (1, 3, 50, 70) and out["segmenter"].shape == (1, 3, 50, 70)
+    assert out["detector"].preds is not None
 
 
 def test_predict_accepts_paths_arrays_pil_tensors(tmp_path):

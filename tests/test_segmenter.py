@@ -61,8 +61,13 @@ def test_gradient_reaches_input():
     seg = small_unet()
     x = torch.rand(2, 3, 37, 61, requires_grad=True)
     masks = torch.randint(0, 3, (2, 37, 61))
-    seg.loss(x, masks).backward()
+    terms = seg.loss(x, {"semantic": masks})
+    assert set(terms) == {"dice", "ce"}
+    torch.testing.assert_close(sum(terms.values()), seg.criterion(seg(x), masks))  # the head terms sum to Dice + CE
+    sum(terms.values()).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+    unlabelled = seg.loss(x, {"semantic": torch.full((2, 37, 61), 255)})
+    assert all(float(v.detach()) == 0.0 for v in unlabelled.values())
 
 
 def test_ignored_pixels_do_not_contribute():
@@ -115,7 +120,7 @@ def test_loss_decreases_on_a_fixed_batch():
     losses = []
     for _ in range(8):
         optimiser.zero_grad()
-        loss = seg.loss(x, masks)
+        loss = seg.criterion(seg(x), masks)
         loss.backward()
         optimiser.step()
         losses.append(loss.item())

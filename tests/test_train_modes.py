@@ -65,7 +65,7 @@ def _changed(before: dict, after: dict) -> set:
     (None, ["data.imgsz=50"], r"'data.imgsz' must be a positive multiple of 32"),
     (None, ["data.images=x"], r"'data.images' is for mode 'restoration'"),
     (None, ["detector.cfg=null"], r"'detector.weights' or 'detector.cfg' must be set"),
-    (None, ["loss.detection=-1"], r"'loss.detection' must be >= 0"),
+    (None, ["loss.detection=-1"], r"'loss.detection' weight must be a number >= 0"),
     (None, ["loss.detektion=1"], r"unknown key 'loss.detektion'"),
     (None, ["optim.lr_detector=0"], r"'optim.lr_detector' must be > 0"),
     (None, ["best_metric=miou"], r"'best_metric' 'miou' needs a segmenter"),
@@ -103,8 +103,11 @@ def test_cascade_trains_derainer_only_and_validates(yolo_data, tmp_path):
         assert key in result
     assert 0.0 <= result["map50_95"] <= result["map50"] <= 1.0 and result["psnr_y"] > 10
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
-    assert rows[0] == "step,epoch,lr,loss,val_psnr_y,val_map50_95,val_map50"
-    assert rows[-1].split(",")[4] != "" and len(rows) == 4  # 2 steps, 1 validation
+    assert rows[0] == "step,epoch,lr,loss,loss_restoration,loss_detection,val_psnr_y,val_map50_95,val_map50"
+    step_row = rows[1].split(",")  # every term logged unweighted; the total is their weighted sum
+    loss, restoration, detection = (float(v) for v in step_row[3:6])
+    assert restoration > 0 and detection > 0 and loss == pytest.approx(restoration + 0.01 * detection, rel=1e-5)
+    assert rows[-1].split(",")[6] != "" and len(rows) == 4  # 2 steps, 1 validation
     ckpt = load_train_checkpoint(result["last"])
     assert ckpt["train"]["stages"] == {}  # frozen detector not stored
 
@@ -138,7 +141,7 @@ def test_detector_on_rain_trains_detector_only(yolo_data, tmp_path):
     result = trainer.fit()
     assert _changed(det0, trainer.pipeline.detector.state_dict())
     assert "psnr_y" not in result and {"map50_95", "map50", "best_map50_95"} <= set(result)
-    assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,val_map50_95,val_map50"
+    assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,loss_detection,val_map50_95,val_map50"
 
 
 def test_cascade_with_segmenter_reports_miou(yolo_data, tmp_path):
@@ -232,7 +235,7 @@ def test_segmenter_mode_trains_segmenter_on_clean_images(yolo_data, tmp_path):
     result = trainer.fit()
     assert _changed(seg0, trainer.pipeline.segmenter.state_dict())
     assert set(result) >= {"miou", "best_miou"} and "map50" not in result
-    assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,val_miou"
+    assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,loss_segmentation,val_miou"
     with pytest.raises(ConfigError, match=r"'detector' is not used in mode 'segmenter'"):
         load_train_config(c, ["detector.cfg=yolov8n.yaml"])
 

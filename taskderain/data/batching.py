@@ -54,7 +54,8 @@ def collate_batch(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
 
     Returns keys ``img`` (B,3,H,W) (the rainy image for :class:`~taskderain.rain.Rainy` samples),
     ``clean`` (B,3,H,W) when present, ``batch_idx`` (N,), ``cls`` (N,1) float, ``bboxes`` (N,4)
-    normalised xywh, ``masks`` (B,H,W) int64 when present, and ``im_file``, ``id``,
+    normalised xywh, ``semantic`` (B,H,W) int64 class ids when present (not ultralytics' instance
+    ``masks``), and ``im_file``, ``id``,
     ``ori_shape``, ``ratio_pad`` lists.
     """
     batch: Dict[str, Any] = {"img": _stack_images(samples, "image")}
@@ -66,7 +67,7 @@ def collate_batch(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
         batch["cls"] = torch.cat([torch.as_tensor(s["cls"], dtype=torch.float32).view(-1, 1) for s in samples])
         batch["bboxes"] = torch.cat([torch.as_tensor(s["bboxes"], dtype=torch.float32).view(-1, 4) for s in samples])
     if "mask" in samples[0]:
-        batch["masks"] = torch.from_numpy(np.stack([s["mask"] for s in samples])).long()
+        batch["semantic"] = torch.from_numpy(np.stack([s["mask"] for s in samples])).long()
     batch["im_file"] = [s["path"] for s in samples]
     batch["id"] = [s["id"] for s in samples]
     batch["ori_shape"] = [tuple(s["ori_shape"]) for s in samples]

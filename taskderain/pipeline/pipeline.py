@@ -1,11 +1,11 @@
-"""``Pipeline``: one derainer feeding a detector and/or a segmenter, differentiable end to end."""
+"""``Pipeline``: one derainer feeding any number of named task heads, differentiable end to end."""
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -14,8 +14,43 @@ from torch import nn
 from ..inference import (DEFAULT_MAX_PIXELS, NonFiniteOutputError, autocast, check_tiling, derain_tensor, half_dtype,
                          module_device, resolve_device, to_uint8)
 from ..models import Derainer, create_derainer
+from ..stages.head import TaskHead
 from .config import load_config
 from .inputs import load_inputs
+
+
+HeadsLike = Union[None, TaskHead, Mapping[str, Optional[TaskHead]], Sequence[Optional[TaskHead]]]
+
+
+def named_heads(heads: HeadsLike) -> Dict[str, TaskHead]:
+    """``{name: head}`` from one head, a sequence (named by ``default_name``, ``_2``… when repeated)
+    or a mapping; ``None`` entries are left out.
+
+    Raises:
+        TypeError: an entry that is not a :class:`~taskderain.stages.TaskHead`.
+        ValueError: a name with a dot (not a module name), or "derainer".
+    """
+    if heads is None:
+        return {}
+    if isinstance(heads, TaskHead):
+        heads = [heads]
+    if isinstance(heads, Mapping):
+        items = [(str(k), v) for k, v in heads.items() if v is not None]
+    else:
+        items, seen = [], {}
+        for head in heads:
+            if head is None:
+                continue
+            base = getattr(head, "default_name", "head")
+            seen[base] = seen.get(base, 0) + 1
+            items.append((base if seen[base] == 1 else f"{base}_{seen[base]}", head))
+    for name, head in items:
+        if not isinstance(head, TaskHead):
+            raise TypeError(f"pipeline head {name!r} must be a TaskHead (see taskderain.stages.register_head), "
+                            f"got {type(head).__name__}")
+        if not name or "." in name or name == "derainer":
+            raise ValueError(f"pipeline head name {name!r} is not allowed (no dots, not 'derainer')")
+    return dict(items)
 
 
 @dataclass
@@ -26,15 +61,29 @@ class PipelineResult:
         name: file stem or ``image{i}``.
         rainy: (3,H,W) float in [0,1], the input.
         derained: (3,H,W) float in [0,1].
-        detections: a :class:`~taskderain.stages.Detections` (boxes xyxy px) or ``None``.
-        mask: (H,W) int64 class indices or ``None``.
+        outputs: head name → its prediction (:class:`~taskderain.stages.Detections` with boxes
+            xyxy in px for detection heads, a (H,W) int64 class-id mask for segmentation heads).
+        tasks: head name → its task (``"detection"`` / ``"segmentation"``).
     """
 
     name: str
     rainy: torch.Tensor
     derained: torch.Tensor
-    detections: Any = None
-    mask: Optional[torch.Tensor] = None
+    outputs: Dict[str, Any] = field(default_factory=dict)
+    tasks: Dict[str, str] = field(default_factory=dict)
+
+    def _first(self, task: str) -> Any:
+        return next((self.outputs[n] for n, t in self.tasks.items() if t == task), None)
+
+    @property
+    def detections(self) -> Any:
+        """The first detection head's :class:`~taskderain.stages.Detections`, or None."""
+        return self._first("detection")
+
+    @property
+    def mask(self) -> Optional[torch.Tensor]:
+        """The first segmentation head's (H,W) int64 mask, or None."""
+        return self._first("segmentation")
 
     def derained_uint8(self) -> np.ndarray:
         """(H,W,3) uint8 RGB of the derained image."""
@@ -42,48 +91,64 @@ class PipelineResult:
 
 
 class Pipeline(nn.Module):
-    """derainer → (detector, segmenter): ``forward`` is differentiable, so task losses reach the derainer.
+    """derainer → any number of named task heads; ``forward`` is differentiable, so task losses reach the derainer.
 
     Args:
         derainer: any :class:`~taskderain.models.Derainer` (``identity`` = no deraining).
-        detector: a :class:`~taskderain.stages.Detector` or ``None``.
-        segmenter: a :class:`~taskderain.stages.Segmenter` or ``None``.
+        heads: task heads (:class:`~taskderain.stages.TaskHead`: the ``yolo`` detector, the ``smp``
+            segmenter, torchvision detectors, your own): one, a list (named ``detector``,
+            ``segmenter``… by their ``default_name``) or ``{name: head}``.
+
+    Attributes:
+        heads: ``nn.ModuleDict`` name → head. ``detector`` / ``segmenter``: the first head of that
+            task, or None.
     """
 
-    def __init__(self, derainer: Derainer, detector: Optional[nn.Module] = None,
-                 segmenter: Optional[nn.Module] = None) -> None:
+    def __init__(self, derainer: Derainer, heads: HeadsLike = None) -> None:
         super().__init__()
-        self.derainer, self.detector, self.segmenter = derainer, detector, segmenter
+        self.derainer = derainer
+        self.heads = nn.ModuleDict(named_heads(heads))
         self.config: Dict[str, Any] = {}
 
     @property
     def device(self) -> torch.device:
         return module_device(self)
 
+    def _first(self, task: str) -> Optional[TaskHead]:
+        return next((h for h in self.heads.values() if h.task == task), None)
+
+    @property
+    def detector(self) -> Optional[TaskHead]:
+        """The first detection head, or None."""
+        return self._first("detection")
+
+    @property
+    def segmenter(self) -> Optional[TaskHead]:
+        """The first segmentation head, or None."""
+        return self._first("segmentation")
+
+    def head(self, name: str) -> TaskHead:
+        """The head called ``name``; a KeyError lists the names."""
+        if name not in self.heads:
+            raise KeyError(f"pipeline has no head {name!r}; heads: {', '.join(self.heads) or 'none'}")
+        return self.heads[name]
+
     def forward(self, images: torch.Tensor) -> Dict[str, Any]:
-        """(B,3,H,W) rainy float in [0,1] → ``{"derained", "detections" (raw head output), "segmentation" (logits)}``."""
+        """(B,3,H,W) rainy float in [0,1] → ``{"derained", <head name>: its raw output, ...}``."""
         derained = self.derainer(images)
         out: Dict[str, Any] = {"derained": derained}
-        if self.detector is not None:
-            out["detections"] = self.detector(derained)
-        if self.segmenter is not None:
-            out["segmentation"] = self.segmenter(derained)
+        for name, head in self.heads.items():
+            out[name] = head(derained)
         return out
 
-    def losses(self, images: torch.Tensor, batch: Dict[str, Any]) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+    def losses(self, images: torch.Tensor, batch: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, torch.Tensor]], torch.Tensor]:
         """Task losses of the derained ``images`` against a collated ``batch``.
 
-        Returns ``({"detection": scalar, "segmentation": scalar}, derained)`` with the entries
-        of the stages present (detection = ultralytics' box + cls + dfl sum, × batch size as
-        ultralytics defines it; segmentation = Dice + CE). Gradients reach the derainer.
+        Returns ``({head name: {term: per-image scalar}}, derained)`` for the heads whose
+        ``batch_keys`` the batch has (:meth:`TaskHead.loss`). Gradients reach the derainer.
         """
         derained = self.derainer(images)
-        losses: Dict[str, torch.Tensor] = {}
-        if self.detector is not None and "cls" in batch:
-            losses["detection"] = self.detector.loss(derained, batch)[0].sum()
-        if self.segmenter is not None and "masks" in batch:
-            losses["segmentation"] = self.segmenter.loss(derained, batch["masks"].to(derained.device))
-        return losses, derained
+        return {name: head.loss(derained, batch) for name, head in self.heads.items() if head.has_labels(batch)}, derained
 
     @torch.inference_mode()
     def predict(self, inputs: Any, color: Optional[str] = None, batch: int = 1, half: bool = False,
@@ -120,11 +185,11 @@ class Pipeline(nn.Module):
             except NonFiniteOutputError as exc:
                 raise NonFiniteOutputError(f"{', '.join(name for name, _ in group)}: {exc}") from None
             with autocast(device, dtype):
-                detections = self.detector.predict(derained) if self.detector is not None else [None] * len(group)
-                masks = self.segmenter.predict(derained) if self.segmenter is not None else [None] * len(group)
-            for (name, image), d, det, mask in zip(group, derained, detections, masks):
-                results.append(PipelineResult(name, image.cpu(), d.float().cpu(), det,
-                                              None if mask is None else mask.cpu()))
+                predictions = {n: head.predict(derained) for n, head in self.heads.items()}
+            tasks = {n: head.task for n, head in self.heads.items()}
+            for i, ((name, image), d) in enumerate(zip(group, derained)):
+                outputs = {n: _cpu(p[i]) for n, p in predictions.items()}
+                results.append(PipelineResult(name, image.cpu(), d.float().cpu(), outputs, tasks))
         return results
 
     @classmethod
@@ -146,7 +211,7 @@ class Pipeline(nn.Module):
             s = config["segmenter"]
             segmenter = create_segmenter(arch=s["arch"], encoder=s["encoder"], num_classes=s["num_classes"],
                                          weights=s["weights"], ignore_index=s["ignore_index"])
-        pipeline = cls(derainer, detector, segmenter).to(resolve_device(config["device"])).eval()
+        pipeline = cls(derainer, {"detector": detector, "segmenter": segmenter}).to(resolve_device(config["device"])).eval()
         pipeline.config = config
         return pipeline
 
@@ -154,6 +219,11 @@ class Pipeline(nn.Module):
     def from_yaml(cls, path: "os.PathLike | str", overrides: Iterable[str] = (), **extra: Any) -> "Pipeline":
         """Build from a pipeline YAML (``pipelines/*.yaml``) with ``key=value`` overrides."""
         return cls.from_config(load_config(path, overrides, extra or None))
+
+
+def _cpu(prediction: Any) -> Any:
+    """A head's prediction (tensor, Detections, ...) on the CPU."""
+    return prediction.to("cpu") if hasattr(prediction, "to") else prediction
 
 
 def _same_size_groups(items: List[Tuple[str, torch.Tensor]], batch: int) -> Iterable[List[Tuple[str, torch.Tensor]]]:

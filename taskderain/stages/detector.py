@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..data.letterbox import LetterboxParams
-from .freezing import FreezableStage
+from .head import TaskHead, register_head
 from ..inference import check_images
 from .letterbox import PAD_VALUE, letterbox_tensor, pad_to_stride
 from .offline import YOLO_ASSETS_URL, WeightsNotFoundError, host_reachable, import_ultralytics
@@ -87,8 +87,9 @@ def _names_dict(names: Any, nc: int) -> Dict[int, str]:
     return {i: str(i) for i in range(nc)}
 
 
-class Detector(FreezableStage):
-    """An ultralytics ``DetectionModel`` behind a tensor API.
+@register_head("yolo")
+class Detector(TaskHead):
+    """An ultralytics ``DetectionModel`` behind a tensor API: the ``yolo`` task head.
 
     Args:
         model: an unfused ultralytics ``DetectionModel`` (see :func:`create_detector`).
@@ -105,6 +106,11 @@ class Detector(FreezableStage):
         names: class index → name. ``nc``: number of classes. ``stride``: largest stride (px).
         frozen: set by :meth:`freeze`; a frozen detector stays in eval mode under ``.train()``.
     """
+
+    task = "detection"
+    default_name = "detector"
+    batch_keys = ("batch_idx", "cls", "bboxes")
+    metric_names = ("map50_95", "map50")
 
     def __init__(self, model: nn.Module, imgsz: Union[int, Tuple[int, int]] = 640, conf: float = 0.25,
                  iou: float = 0.7, max_det: int = 300, classes: Optional[Sequence[int]] = None,
@@ -197,7 +203,15 @@ class Detector(FreezableStage):
         return results
 
     # --- loss --------------------------------------------------------------------------------
-    def loss(self, images: torch.Tensor, batch: Dict[str, Any]) -> Tuple[torch.Tensor, Any]:
+    def loss(self, images: torch.Tensor, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """``{"box", "cls", "dfl"}``: ultralytics' loss terms (default gains) per image, see
+        :meth:`ultralytics_loss` for the arguments; their sum is what ultralytics' trainer
+        back-propagates, divided by the batch size."""
+        loss, _ = self.ultralytics_loss(images, batch)
+        per_image = loss / images.shape[0]
+        return {"box": per_image[0], "cls": per_image[1], "dfl": per_image[2]}
+
+    def ultralytics_loss(self, images: torch.Tensor, batch: Dict[str, Any]) -> Tuple[torch.Tensor, Any]:
         """ultralytics' detection loss of (B,3,H,W) float images in [0,1] against their labels.
 
         Args:
@@ -230,6 +244,12 @@ class Detector(FreezableStage):
     def extra_repr(self) -> str:
         return (f"nc={self.nc}, imgsz={self.imgsz}, stride={self.stride}, conf={self.conf}, iou={self.iou}, "
                 f"max_det={self.max_det}, frozen={self.frozen}")
+
+
+    @classmethod
+    def from_spec(cls, **options: Any) -> "Detector":
+        """:func:`create_detector` of a spec entry (``weights`` or ``cfg``, ``nc``, ``imgsz``, NMS settings)."""
+        return create_detector(**options)
 
 
 # --- factory -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..models.base import pad_to_multiple
-from .freezing import FreezableStage
+from .head import TaskHead, register_head
 from ..models.checkpoint import CheckpointError, check_finite
 from .offline import host_reachable
 
@@ -140,8 +140,9 @@ def _create_smp(arch: str, encoder: str, num_classes: int, in_channels: int, enc
         raise _offline_error(encoder, str(encoder_weights)) from exc
 
 
-class Segmenter(FreezableStage):
-    """Semantic segmentation over segmentation-models-pytorch.
+@register_head("smp")
+class Segmenter(TaskHead):
+    """Semantic segmentation over segmentation-models-pytorch: the ``smp`` task head.
 
     Args:
         arch: any ``smp.create_model`` architecture ("Unet", "FPN", "DeepLabV3Plus", ...).
@@ -158,6 +159,11 @@ class Segmenter(FreezableStage):
             pretrained encoders expect), their channel average when ``in_channels != 3``.
         model_kwargs: further ``smp.create_model`` arguments (``encoder_depth``, ``decoder_channels``...).
     """
+
+    task = "segmentation"
+    default_name = "segmenter"
+    batch_keys = ("semantic",)
+    metric_names = ("miou",)
 
     def __init__(self, arch: str = "Unet", encoder: str = "resnet18", num_classes: Optional[int] = None,
                  encoder_weights: Optional[PathLike] = None, ignore_index: int = 255,
@@ -224,6 +230,13 @@ class Segmenter(FreezableStage):
         Raises:
             ValueError: masks of another shape, or labels outside [0, C) other than ignore_index.
         """
+        masks = self.check_masks(logits, masks)
+        if not (masks != self.ignore_index).any():
+            return logits.sum() * 0.0
+        return self.dice(logits, masks) + self.ce(logits, masks)
+
+    def check_masks(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """``masks`` as long on the logits' device; ValueError on a shape or label that does not fit."""
         masks = masks.to(logits.device).long()
         if masks.shape != (logits.shape[0], *logits.shape[2:]):
             raise ValueError(f"masks of shape {tuple(masks.shape)} do not match logits {tuple(logits.shape)}; "
@@ -233,13 +246,24 @@ class Segmenter(FreezableStage):
         if bad.any():
             raise ValueError(f"mask values {sorted(set(masks[bad].unique().tolist()))[:10]} are outside the "
                              f"{logits.shape[1]} classes and not ignore_index={self.ignore_index}")
-        if not labelled.any():
-            return logits.sum() * 0.0
-        return self.dice(logits, masks) + self.ce(logits, masks)
+        return masks
 
-    def loss(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Scalar Dice + CE loss of (B,C_in,H,W) images in [0,1] against masks (B,H,W); see :meth:`criterion`."""
-        return self.criterion(self(images), masks)
+    def loss(self, images: torch.Tensor, batch: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
+        """``{"dice", "ce"}`` of (B,C_in,H,W) images in [0,1] against ``batch["semantic"]`` (B,H,W)
+        class ids (each a mean over the labelled pixels; their sum is :meth:`criterion`)."""
+        logits = self(images)
+        masks = self.check_masks(logits, batch["semantic"])
+        if not (masks != self.ignore_index).any():
+            zero = logits.sum() * 0.0
+            return {"dice": zero, "ce": zero}
+        return {"dice": self.dice(logits, masks), "ce": self.ce(logits, masks)}
+
+    @classmethod
+    def from_spec(cls, **options: Any) -> "Segmenter":
+        """A spec entry: ``weights`` (a segmenter checkpoint) or ``arch`` + ``encoder`` + ``num_classes``."""
+        from .checkpoint import create_segmenter
+
+        return create_segmenter(**options)
 
     def extra_repr(self) -> str:
         return (f"arch={self.arch!r}, encoder={self.encoder_name!r}, num_classes={self.num_classes}, "

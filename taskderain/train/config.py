@@ -72,11 +72,6 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
         "masks": ((str, None), None),        # class-id mask folder (by image stem) for the segmentation loss
         "class_map": ((str, None), None),    # YAML with classes: {id: name} mapping mask ids to indices
     },
-    "loss": {                                # task modes: total = Σ weight · loss
-        "restoration": (Number, 1.0),        # mspfn_loss(derained, clean), order 0.01-0.1
-        "detection": (Number, 0.01),         # ultralytics' loss / batch size (per image), order 1-10
-        "segmentation": (Number, 0.01),      # Dice + CE, order 1
-    },
     "detector": {                            # task modes
         "weights": ((str, None), None),      # ultralytics checkpoint
         "cfg": ((str, None), None),          # OR a model YAML (random init)
@@ -118,8 +113,13 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
     "time": (Number + (None,), None),        # training budget in hours (ultralytics' time=): stop after it
     "resume": ((bool,), False),              # continue from OUT/last.pt
     "tensorboard": ((bool,), False),         # also log to OUT/tensorboard (needs the tensorboard package)
-    "keep_freed_memory": ((bool,), True),    # CPU: reuse freed memory instead of page-faulting it back (allocator.py)
+    "keep_freed_memory": ((bool,), True),
+    "callbacks": ((list,), []),              # import paths of Callback classes (taskderain.train.callbacks)    # CPU: reuse freed memory instead of page-faulting it back (allocator.py)
 }
+
+#: task modes' loss terms unless the config sets them (total = Σ weight · term; see taskderain.losses.terms):
+#: mspfn_loss order 0.01-0.1; detection = ultralytics' loss per image, order 1-10; Dice + CE, order 1.
+DEFAULT_LOSS = {"restoration": 1.0, "detection": 0.01, "segmentation": 0.01}
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).
 RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "detector", "segmenter", "accumulate", "seed",
@@ -131,8 +131,16 @@ RANGES = {"detector.conf": (0, 1), "detector.iou": (0, 1), "segmenter.num_classe
 
 
 def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]:
-    """Check ``raw`` against the schema, fill in defaults and check values; returns a new dict."""
+    """Check ``raw`` against the schema, fill in defaults and check values; returns a new dict.
+
+    ``loss`` is the open section of named terms (:func:`~taskderain.losses.terms.parse_loss_section`),
+    on top of :data:`DEFAULT_LOSS`."""
+    from ..losses.terms import parse_loss_section
+
+    raw = dict(raw) if isinstance(raw, dict) else raw
+    loss = raw.pop("loss", None) if isinstance(raw, dict) else None
     config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
+    config["loss"] = {**DEFAULT_LOSS, **parse_loss_section(loss, where)}
     check_ranges(config, RANGES, where)
     _check_values(config, where)
     return config
@@ -263,9 +271,13 @@ def _check_task(c: Dict[str, Any], where: str) -> None:
         _fail(where, "segmenter", "is not used in mode 'detector_on_rain' (the detector alone is fine-tuned)")
     if has_seg and d["masks"] is None:
         _fail(where, "data.masks", "(a mask folder) is required when a segmenter is configured")
-    for key, value in c["loss"].items():
-        if value < 0:
-            _fail(where, f"loss.{key}", f"must be >= 0, got {value}")
+    from ..losses.terms import list_loss_terms
+
+    known = [*list_loss_terms(), "detector", "segmenter"]  # registered terms and the heads' names
+    for name, value in c["loss"].items():
+        if name not in known and not (isinstance(value, dict) and value.get("fn")):
+            raise ConfigError(f"{where}: unknown key 'loss.{name}' (a loss term: one of {', '.join(known)}, "
+                              f"or {{fn: package.module:function, weight: w}})")
     if c["best_metric"] == "miou" and not has_seg:
         _fail(where, "best_metric", "'miou' needs a segmenter")
     if c["best_metric"] == "psnr_y" and mode == "detector_on_rain":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -62,6 +62,17 @@ def broadcast_object(obj: object) -> object:
     box: List[Optional[object]] = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_reduce_parts(parts: Dict[str, float], names: Sequence[str], device: torch.device) -> Dict[str, float]:
+    """Per name, the mean over the ranks that have it (a term can be absent on a rank's share:
+    no labels); one all-reduce for all names, so every rank takes part whatever it has."""
+    if not is_distributed():
+        return dict(parts)
+    t = torch.tensor([[parts.get(n, 0.0), float(n in parts)] for n in names] or [[0.0, 0.0]],
+                     dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {n: float(t[i, 0] / t[i, 1]) for i, n in enumerate(names) if t[i, 1] > 0}
 
 
 def all_reduce_mean(value: float, device: torch.device) -> float:

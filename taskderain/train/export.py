@@ -44,7 +44,7 @@ def _trained_pipeline(obj: Dict[str, Any], path: PathLike) -> "Pipeline":
     if config["mode"] in TASK_MODES:  # the heads as configured; the derainer's start weights are not needed
         _, detector, segmenter = build_stages({**config, "model": {"name": "identity", "weights": None, "options": {}}},
                                               nc=None)
-    pipeline = Pipeline(derainer, detector, segmenter)
+    pipeline = Pipeline(derainer, {"detector": detector, "segmenter": segmenter})
     try:
         for name, state in (obj["train"].get("stages") or {}).items():
             getattr(pipeline, name).load_state_dict(state)

@@ -35,7 +35,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ from ..losses import MSPFNLoss
 from ..metrics.psnr import psnr_torch
 from ..models import CheckpointError, create_derainer
 from ..config import ConfigError, first_difference
+from ..losses.terms import LossTerms
 from .allocator import keep_freed_memory
+from .callbacks import Callback, StepFunction, build_callbacks, callback_states, load_callback_states
 from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
 from . import dist as D
 from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
@@ -57,8 +59,9 @@ PathLike = Union[str, os.PathLike]
 LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"  # restoration mode
 
 
-def log_header(metrics: Iterable[str]) -> str:
-    return "step,epoch,lr,loss," + ",".join(f"val_{m}" for m in metrics) + "\n"
+def log_header(metrics: Iterable[str], terms: Iterable[str] = ()) -> str:
+    """``step,epoch,lr,loss,loss_<term>...,val_<metric>...``."""
+    return "step,epoch,lr,loss," + "".join(f"loss_{t}," for t in terms) + ",".join(f"val_{m}" for m in metrics) + "\n"
 
 
 class Trainer:
@@ -68,13 +71,19 @@ class Trainer:
         config: a dict from :func:`~taskderain.train.config.load_train_config`.
         callback: called as ``callback(trainer)`` after every optimizer step (after any save),
             e.g. for custom logging or early stops; under torchrun on every rank (``trainer.rank``).
+        callbacks: :class:`~taskderain.train.callbacks.Callback` instances (hooks at step,
+            validation, epoch and checkpoint; their state goes into the checkpoints), run after
+            those of the config's ``callbacks`` list.
 
     Under torchrun, build it inside an initialised process group (:func:`train` does that); a
     Trainer made without one trains alone in each process.
     """
 
-    def __init__(self, config: Dict[str, Any], callback: Optional[Callable[["Trainer"], None]] = None) -> None:
-        self.config, self.callback = config, callback
+    def __init__(self, config: Dict[str, Any], callback: Optional[Callable[["Trainer"], None]] = None,
+                 callbacks: Sequence[Callback] = ()) -> None:
+        self.config = config
+        self.callbacks: List[Callback] = [*build_callbacks(config["callbacks"]), *callbacks,
+                                          *([StepFunction(callback)] if callback is not None else [])]
         self.out = Path(config["out"])
         self.device = resolve_device(config["device"])
         self.rank, self.world = D.rank(), D.world_size()
@@ -94,8 +103,13 @@ class Trainer:
             from .tasks import TaskData, build_stages, param_groups
 
             self.task = TaskData(config)
-            self.pipeline = Pipeline(*build_stages(config, self.task.nc)).to(self.device)
+            derainer, detector, segmenter = build_stages(config, self.task.nc)
+            self.pipeline = Pipeline(derainer, {"detector": detector, "segmenter": segmenter}).to(self.device)
             self.model = self.pipeline.derainer
+            try:
+                self.terms = LossTerms(config["loss"], self.pipeline)
+            except KeyError as exc:
+                raise ConfigError(f"train config: {exc.args[0]}") from None
             params: Any = param_groups(self.pipeline, config)
             self.train_set, self.indices, self.val_set = self.task.train, self.task.indices, self.task.val
             self.metric_names = tuple(k for k, on in (("psnr_y", any(True for _ in self.model.parameters())),
@@ -107,6 +121,9 @@ class Trainer:
             params = self.model.parameters()
             self.train_set, self.indices, self.val_set = build_datasets(d, seed)
             self.metric_names = ("psnr_y",)
+            self.terms = None
+        self.term_names = tuple(self.terms.names) if self.terms is not None else ()
+        self.last_parts: Dict[str, float] = {}  # the last step's loss terms (unweighted)
         if d["batch"] % self.world:
             raise ConfigError(f"train config: 'data.batch' ({d['batch']}, the global batch) must be divisible by "
                               f"the number of processes ({self.world}); each trains on data.batch / {self.world}")
@@ -169,7 +186,9 @@ class Trainer:
         return {"config": self.config, "step": self.step, "epoch": self.epoch, "pos": self.pos,
                 "optimizer": self.optimizer.state_dict(), "best": self.best, "last_metric": self.last_metric,
                 "last_val_step": self.last_val_step, "log_rows": self.log_rows,
-                "last_metrics": dict(self.last_metrics), "stages": self.stage_states()}
+                "last_metrics": dict(self.last_metrics), "stages": self.stage_states(),
+                "plugins": {"loss_terms": self.terms.state_dict() if self.terms is not None else {},
+                            "callbacks": callback_states(self.callbacks)}}
 
     def save(self, name: str) -> Path:
         metrics = {k: v for k, v in self.last_metrics.items() if v is not None}
@@ -177,8 +196,12 @@ class Trainer:
         meta = {"training_data": d["paired"] or d["images"] or d["detection"], "metrics": metrics,
                 "step": self.step}
         if not D.is_main():  # rank 0 writes the checkpoints
-            return self.out / name
-        return save_train_checkpoint(self.out / name, self.model, self.state(), meta)
+            path = self.out / name
+        else:
+            path = save_train_checkpoint(self.out / name, self.model, self.state(), meta)
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, path)
+        return path
 
     def resume(self, path: PathLike) -> None:
         """Load model, optimizer, counters, RNG states and the log position from ``path``."""
@@ -205,25 +228,32 @@ class Trainer:
                                   f"{(str(exc).splitlines() or [''])[0]}") from None
         for key in ("step", "epoch", "pos", "best", "last_metric", "last_metrics", "last_val_step", "log_rows"):
             setattr(self, key, train.get(key, getattr(self, key)))
+        plugins = train.get("plugins") or {}
+        if self.terms is not None:
+            self.terms.load_state_dict(plugins.get("loss_terms") or {})
+        load_callback_states(self.callbacks, plugins.get("callbacks"))
         set_rng_state(train["rng"])
         if not D.is_main():
             return
         log = self.out / "log.csv"
         lines = (log.read_text().splitlines(keepends=True)[: self.log_rows + 1] if log.exists()
-                 else [log_header(self.metric_names)])
+                 else [log_header(self.metric_names, self.term_names)])
         write_bytes_atomic(log, "".join(lines).encode())  # drop rows of steps done after the checkpoint
 
     # -- logging -------------------------------------------------------------------------------
-    def _log(self, lr: Optional[float], loss: Optional[float], metrics: Optional[Dict[str, float]] = None) -> None:
+    def _log(self, lr: Optional[float], loss: Optional[float], metrics: Optional[Dict[str, float]] = None,
+             parts: Optional[Dict[str, float]] = None) -> None:
         fmt = lambda v: "" if v is None else f"{v:.9g}"  # noqa: E731
         values = ",".join(fmt((metrics or {}).get(k)) for k in self.metric_names)
+        terms = "".join(fmt((parts or {}).get(t)) + "," for t in self.term_names)
         self.log_rows += 1
         if not D.is_main():
             return
         with open(self.out / "log.csv", "a") as handle:
-            handle.write(f"{self.step},{self.epoch},{fmt(lr)},{fmt(loss)},{values}\n")
+            handle.write(f"{self.step},{self.epoch},{fmt(lr)},{fmt(loss)},{terms}{values}\n")
         if self.writer is not None:
-            scalars = {"train/lr": lr, "train/loss": loss, **{f"val/{k}": v for k, v in (metrics or {}).items()}}
+            scalars = {"train/lr": lr, "train/loss": loss, **{f"train/loss_{k}": v for k, v in (parts or {}).items()},
+                       **{f"val/{k}": v for k, v in (metrics or {}).items()}}
             for tag, value in scalars.items():
                 if value is not None:
                     self.writer.add_scalar(tag, value, self.step)
@@ -260,6 +290,8 @@ class Trainer:
         self.last_metrics = {k: metrics.get(k) for k in self.metric_names}
         metric = self.last_metric = float(metrics[self.config["best_metric"]])
         self._log(None, None, metrics)
+        for callback in self.callbacks:
+            callback.on_validation_end(self, metrics)
         improved = self.best is None or metric > self.best or (math.isnan(self.best) and not math.isnan(metric))
         if improved:
             self.best = metric
@@ -270,6 +302,8 @@ class Trainer:
         if (self.epoch + 1) % self.config["val_every"] == 0:
             improved = self._validate_and_log()
         self.epoch, self.pos = self.epoch + 1, 0
+        for callback in self.callbacks:
+            callback.on_epoch_end(self)
         if improved:  # best before last: a kill in between redoes this validation on resume
             self.save("best.pt")
         self.save("last.pt")
@@ -297,6 +331,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
+            part_sums: Dict[str, float] = {}
             for micro in range(acc):
                 batch = next(batches_left)
                 # DDP: all-reduce the gradients on the last micro-batch only
@@ -305,8 +340,11 @@ class Trainer:
                     if self.task is not None:
                         from .tasks import task_loss
 
-                        loss = task_loss(self.pipeline, batch, self.config["loss"], self.device,
-                                         self.amp_dtype)[0] / acc
+                        loss, parts = task_loss(self.pipeline, batch, self.terms, self.device, self.amp_dtype,
+                                                self.step)
+                        loss = loss / acc
+                        for k, v in parts.items():
+                            part_sums[k] = part_sums.get(k, 0.0) + v / acc
                     else:
                         rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
                         with autocast(self.device, self.amp_dtype):
@@ -318,6 +356,7 @@ class Trainer:
                 if self.ddp is None:
                     D.average_gradients(params)
                 loss_sum = D.all_reduce_mean(loss_sum, self.device)
+                part_sums = D.all_reduce_parts(part_sums, self.term_names, self.device)
             if not math.isfinite(loss_sum):
                 last = self.out / "last.pt"
                 saved = (f"last checkpoint: {last}" if last.exists()
@@ -328,13 +367,14 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, self.config["grad_clip"])
             self.optimizer.step()
             self.step, self.pos = self.step + 1, self.pos + 1
-            self._log(lr, loss_sum)
+            self.last_parts = part_sums
+            self._log(lr, loss_sum, parts=part_sums)
             progress.update(1)
             progress.set_postfix(epoch=self.epoch, loss=f"{loss_sum:.4f}", refresh=False)
             if self.config["save_every"] and self.step % self.config["save_every"] == 0:
                 self.save("last.pt")
-            if self.callback is not None:
-                self.callback(self)
+            for callback in self.callbacks:
+                callback.on_step_end(self)
             if self._out_of_time():
                 self.total_steps = self.step
 
@@ -375,7 +415,7 @@ class Trainer:
             D.barrier()  # every rank has seen that there is no run yet before rank 0 writes
             if D.is_main():
                 self.out.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(self.out / "log.csv", log_header(self.metric_names).encode())
+                write_bytes_atomic(self.out / "log.csv", log_header(self.metric_names, self.term_names).encode())
         if D.is_main():
             remove_stale_parts(self.out)  # temporary files of a run killed mid-write
             write_bytes_atomic(self.out / "config.yaml", yaml.safe_dump(self.config, sort_keys=False).encode())
@@ -414,7 +454,7 @@ class Trainer:
 
 
 def train(config: Union[PathLike, Dict[str, Any]], overrides: Iterable[str] = (),
-          callback: Optional[Callable[[Trainer], None]] = None) -> Dict[str, Any]:
+          callback: Optional[Callable[[Trainer], None]] = None, callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
     """Train from a YAML path or dict plus ``key=value`` overrides; see :meth:`Trainer.fit` for the result.
 
     Under torchrun (``WORLD_SIZE > 1``) this initialises the process group first and destroys it
@@ -422,4 +462,4 @@ def train(config: Union[PathLike, Dict[str, Any]], overrides: Iterable[str] = ()
     """
     config = load_train_config(config, overrides)
     with D.distributed(resolve_device(config["device"])):
-        return Trainer(config, callback).fit()
+        return Trainer(config, callback, callbacks).fit()

@@ -3,8 +3,8 @@
 Modes (config ``mode``):
 
 * ``cascade``: detector (and segmenter) frozen — eval mode, no gradients, BatchNorm statistics
-  fixed — and the derainer trained with ``loss.restoration · mspfn_loss(derained, clean) +
-  loss.detection · det / B + loss.segmentation · seg``.
+  fixed — and the derainer trained with the ``loss`` terms (:mod:`taskderain.losses.terms`),
+  by default ``restoration · mspfn_loss(derained, clean) + detection · det + segmentation · seg``.
 * ``joint``: the same loss, every stage trained (detector/segmenter in train mode) with its own
   param group and base lr (``optim.lr``, ``optim.lr_detector``, ``optim.lr_segmenter``; all
   follow the same decay schedule).
@@ -14,10 +14,11 @@ Modes (config ``mode``):
   train and validation) with ``loss.segmentation · seg`` (lr ``optim.lr_segmenter``), validated
   by mIoU. The images come from ``data.detection`` like the other modes, masks from ``data.masks``.
 
-``det`` is ultralytics' detection loss (box + cls + dfl), which ultralytics multiplies by the
-batch size; dividing by ``B`` makes the weight independent of the batch (per image, order 1–10
-for a pretrained detector). With the defaults (restoration 1, detection 0.01, segmentation 0.01)
-the task terms are of the order of the MSPFN loss (0.01–0.1).
+``det`` is ultralytics' detection loss (box + cls + dfl) per image (ultralytics' trainer value
+divided by the batch size, so the weight does not depend on the batch; order 1–10 for a
+pretrained detector), ``seg`` smp's Dice + CE. With the defaults (restoration 1, detection 0.01,
+segmentation 0.01) the task terms are of the order of the MSPFN loss (0.01–0.1). Any term can be
+added by name or import path (``loss.feature: {fn: my_pkg.losses:feature_l1, weight: 0.1}``).
 
 Data: ``data.detection`` (an ultralytics data YAML), split ``data.train_split``; validation on
 ``data.val_split_name`` or the last ``data.val_split`` images (count, or fraction) of the training
@@ -49,7 +50,7 @@ from ..data import Letterbox, YoloDetectionDataset, class_map_from_yaml, collate
 from ..data.segmentation import read_mask
 from ..imageio import image_size, is_image_file
 from ..inference import autocast
-from ..losses import mspfn_loss
+from ..losses.terms import LossTerms, Step
 from ..metrics.psnr import psnr_torch
 from ..models import create_derainer
 from ..rain import Rainy
@@ -215,21 +216,15 @@ def param_groups(pipeline: nn.Module, config: Dict[str, Any]) -> List[Dict[str, 
     return groups
 
 
-def task_loss(pipeline: nn.Module, batch: Dict[str, Any], weights: Dict[str, float], device: torch.device,
-              amp_dtype: Optional[torch.dtype]) -> Tuple[torch.Tensor, Dict[str, float]]:
-    """The weighted total loss of one batch and its detached parts (before weighting)."""
+def task_loss(pipeline: nn.Module, batch: Dict[str, Any], terms: LossTerms, device: torch.device,
+              amp_dtype: Optional[torch.dtype], step: int = 0) -> Tuple[torch.Tensor, Dict[str, float]]:
+    """The weighted total loss of one batch and its named parts (before weighting): the derainer
+    runs once under autocast, then every term of ``terms`` sees the :class:`~taskderain.losses.terms.Step`."""
     rainy = batch["img"].to(device)
     with autocast(device, amp_dtype):
-        losses, derained = pipeline.losses(rainy, batch)
-    parts: Dict[str, torch.Tensor] = {}
-    if any(p.requires_grad for p in pipeline.derainer.parameters()):
-        parts["restoration"] = mspfn_loss(derained.float(), batch["clean"].to(device))
-    if "detection" in losses:
-        parts["detection"] = losses["detection"].float() / rainy.shape[0]
-    if "segmentation" in losses:
-        parts["segmentation"] = losses["segmentation"].float()
-    total = sum(weights[k] * v for k, v in parts.items())
-    return total, {k: float(v.detach()) for k, v in parts.items()}
+        derained = pipeline.derainer(rainy)
+    clean = batch["clean"].to(device) if "clean" in batch else None
+    return terms(Step(pipeline, batch, rainy, derained.float(), clean, step, amp_dtype))
 
 
 def _content(params: Any, ori_shape: Tuple[int, int]) -> Tuple[slice, slice]:
@@ -277,7 +272,7 @@ def validate_task(pipeline: nn.Module, data: TaskData, batch_size: int, device: 
                     evaluator.add_sample({"id": index, "cls": cls, "bboxes": xywhn, "ori_shape": ori},
                                          (boxes, det.scores, det.classes))
                 if seg_eval is not None:
-                    seg_eval.add(masks[j].cpu(), batch["masks"][j])
+                    seg_eval.add(masks[j].cpu(), batch["semantic"][j])
     finally:
         pipeline.train(was_training)
     out: Dict[str, float] = {}
