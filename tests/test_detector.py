@@ -303,3 +303,17 @@ def test_metrics_lift_the_nms_time_budget(monkeypatch):
     image = (x[0].permute(1, 2, 0) * 255).byte().numpy()
     detect_uint8(det, image, eval_geometry(image.shape, 64))
     assert seen[-1] == (math.inf, True)
+
+
+def test_features_are_the_neck_outputs_and_carry_gradients():
+    det = small_detector().freeze()
+    assert det.feature_layers() == [15, 18, 21]  # YOLOv8's P3, P4, P5: what Detect reads
+    x = torch.rand(2, 3, 64, 96, requires_grad=True)
+    feats = det.features(x)
+    assert [tuple(f.shape[-2:]) for f in feats] == [(8, 12), (4, 6), (2, 3)]  # strides 8, 16, 32
+    sum(f.abs().mean() for f in feats).backward()
+    assert x.grad.abs().sum() > 0 and all(p.grad is None for p in det.parameters())  # frozen: input grads only
+    one = det.features(x.detach(), layers=[4])
+    assert len(one) == 1 and one[0].shape[-2:] == (8, 12)
+    with pytest.raises(ValueError, match=r"outside the model's layers 0..21"):
+        det.features(x, layers=[22])

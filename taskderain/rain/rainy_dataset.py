@@ -15,7 +15,8 @@ from .synthesis import add_rain
 class Rainy(Dataset):
     """Rainy version of a dataset whose samples hold ``"image"`` (H,W,3) uint8 and an ``"id"``.
 
-    Each sample gains ``"clean"`` (the original image) and ``"image"`` becomes the rainy one;
+    Each sample gains ``"clean"`` (the original image, or with a zoo model's camera effects its scene
+    view) and ``"image"`` becomes the rainy one;
     boxes, classes and masks pass through unchanged. The rain of a sample is fully determined by
     (sample id, params, seed, epoch), whatever the worker or the order of access, and equals
     ``add_rain(image, params, image_seed(id, seed))`` — the rain ``taskderain synth`` writes.
@@ -25,7 +26,8 @@ class Rainy(Dataset):
             transform (rain is synthesised at the image's own resolution).
         preset: ``"light"``, ``"medium"``, ``"heavy"``, ``"storm"``; or ``intensity`` in [0, 1];
             or ``params`` (a :class:`RainParams`); or ``model``, a rain-zoo model
-            (:func:`~taskderain.rain.spec.rain_from_spec`): then ``model.apply(image, seed)``.
+            (:func:`~taskderain.rain.spec.rain_from_spec`): then ``model.apply_pair(image, seed)``
+            gives the rainy image and ``"clean"``, the clean image under the same camera tone.
         seed: base seed.
         p: probability that a sample gets rain (the rest stay clean, ``"image" == "clean"``).
         transform: applied after the rain (e.g. :class:`~taskderain.data.Letterbox`).
@@ -57,7 +59,11 @@ class Rainy(Dataset):
         clean = sample["image"]
         seed = self.sample_seed(str(sample["id"]))
         # the p-draw has its own stream, so a sample's rain is the same whatever p is
+        target = clean
         if self.p >= 1.0 or np.random.default_rng([seed, 1]).random() < self.p:
-            sample["image"] = self.model.apply(clean, seed) if self.model is not None else add_rain(clean, self.params, seed)[0]
-        sample["clean"] = clean
+            if self.model is not None:
+                sample["image"], target = self.model.apply_pair(clean, seed)
+            else:
+                sample["image"] = add_rain(clean, self.params, seed)[0]
+        sample["clean"] = target
         return self.transform(sample) if self.transform else sample

@@ -246,6 +246,35 @@ class Detector(TaskHead):
                 f"max_det={self.max_det}, frozen={self.frozen}")
 
 
+    def feature_layers(self) -> List[int]:
+        """Indices of the layers whose outputs the detection head reads (the neck's outputs:
+        P3, P4, P5 for YOLOv8, layers 15, 18, 21)."""
+        return [int(i) for i in self.model.model[-1].f]
+
+    def features(self, images: torch.Tensor, layers: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
+        """Feature maps of ``layers`` (default :meth:`feature_layers`) for (B,3,H,W) images in [0,1],
+        already at the training size (padded to the stride as :meth:`loss` does, no resize).
+        Differentiable with respect to ``images``; BatchNorm follows the module's mode.
+
+        Raises:
+            ValueError: a layer index outside the model (the head itself excluded).
+        """
+        layers = self.feature_layers() if layers is None else [int(i) for i in layers]
+        count = len(self.model.model) - 1
+        bad = [i for i in layers if not 0 <= i < count]
+        if bad:
+            raise ValueError(f"feature layers {bad} are outside the model's layers 0..{count - 1} (the head is {count})")
+        check_images(images, type(self).__name__, finite=False)
+        captured: Dict[int, torch.Tensor] = {}
+        hooks = [self.model.model[i].register_forward_hook(lambda m, a, out, i=i: captured.__setitem__(i, out))
+                 for i in layers]
+        try:
+            self._run(pad_to_stride(images, self.stride, PAD_VALUE))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return [captured[i] for i in layers]
+
     @classmethod
     def from_spec(cls, **options: Any) -> "Detector":
         """:func:`create_detector` of a spec entry (``weights`` or ``cfg``, ``nc``, ``imgsz``, NMS settings)."""

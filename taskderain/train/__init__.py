@@ -19,6 +19,7 @@ _LAZY = {
     "OnlineRainPairs": "taskderain.train.data",
     "load_trained_pipeline": "taskderain.train.export",
     "export_stages": "taskderain.train.export",
+    "Callback": "taskderain.train.callbacks",
 }
 
 __all__ = sorted(_LAZY)
