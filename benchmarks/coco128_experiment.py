@@ -151,7 +151,7 @@ def score_exports(args: argparse.Namespace, config_path: Path, exports: Path) ->
     config = load_train_config(config_path)
     device = resolve_device(args.device)
     data = TaskData(config)
-    det = config["detector"]
+    det = config["heads"]["detector"]
     amp = torch.bfloat16 if args.amp else None
     default_seg = exports / "segmenter" / "segmenter.pt"
 

@@ -334,7 +334,7 @@ def test_run_gathers_only_this_runs_images_and_refuses_other_settings(tmp_path, 
     assert cli("run", pipeline_yaml, second, "--out", out, "--skip-existing") == 0  # same settings: kept
     assert record.stat().st_mtime_ns == stamp and "kept 1 finished" in capsys.readouterr().out
     assert cli("run", pipeline_yaml, second, "--out", out, "--skip-existing", "detector.conf=0.9") == 2
-    assert "'detector.conf' was 0.0001, now 0.9" in capsys.readouterr().err
+    assert "'heads.detector.conf' was 0.0001, now 0.9" in capsys.readouterr().err
     assert record.stat().st_mtime_ns == stamp
     images_in(tmp_path / "other", ["b.png"], size=(40, 50))  # another file with the same stem
     assert cli("run", pipeline_yaml, tmp_path / "other", "--out", out, "--skip-existing") == 2
@@ -367,10 +367,10 @@ def test_uint8_tensors_are_refused_with_how_to_convert():
 
 # --- 10. NMS and size settings are validated before any work -----------------------------------------
 @pytest.mark.parametrize("override,match", [
-    ("detector.conf=1.5", r"'detector\.conf' must be in \[0, 1\], got 1\.5"),
-    ("detector.iou=-0.1", r"'detector\.iou' must be in \[0, 1\], got -0\.1"),
-    ("detector.imgsz=0", r"'detector\.imgsz' must be >= 1, got 0"),
-    ("detector.imgsz=-5", r"'detector\.imgsz' must be >= 1, got -5"),
+    ("detector.conf=1.5", r"'heads\.detector\.conf' must be in \[0, 1\], got 1\.5"),
+    ("detector.iou=-0.1", r"'heads\.detector\.iou' must be in \[0, 1\], got -0\.1"),
+    ("detector.imgsz=0", r"'heads\.detector\.imgsz' must be >= 1, got 0"),
+    ("detector.imgsz=-5", r"'heads\.detector\.imgsz' must be >= 1, got -5"),
 ])
 def test_pipeline_settings_out_of_range_fail_before_work(override, match, tmp_path, pipeline_yaml, capsys):
     with pytest.raises(ConfigError, match=match):
@@ -390,7 +390,7 @@ def test_train_nms_settings_are_validated_in_the_schema(tmp_path):
     from taskderain.train import load_train_config
 
     raw = {"mode": "cascade", "steps": 1, "data": {"detection": "x.yaml"}, "detector": {"cfg": "yolov8n.yaml"}}
-    with pytest.raises(ConfigError, match=r"'detector\.conf' must be in \[0, 1\], got 2"):
+    with pytest.raises(ConfigError, match=r"'heads\.detector\.conf' must be in \[0, 1\], got 2"):
         load_train_config(raw, ["detector.conf=2"])
 
 

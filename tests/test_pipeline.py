@@ -103,16 +103,27 @@ def test_predict_accepts_paths_arrays_pil_tensors(tmp_path):
 
 @pytest.mark.parametrize("name", ["mspfn-yolov8n.yaml", "prenet-yolov8n.yaml", "mspfn-yolov8n-unet.yaml"])
 def test_ready_pipelines_validate(name):
-    config = load_config(REPO / "pipelines" / name, ["detector.conf=0.4", "half=true"])
-    assert config["detector"]["conf"] == 0.4 and config["half"] is True
+    config = load_config(REPO / "pipelines" / name, ["heads.detector.conf=0.4", "half=true"])
+    assert config["heads"]["detector"]["conf"] == 0.4 and config["half"] is True
+    assert config["heads"]["detector"]["type"] == "yolo"
+    legacy = load_config(REPO / "pipelines" / name, ["detector.conf=0.3"])  # the pre-heads override form
+    assert legacy["heads"]["detector"]["conf"] == 0.3 and legacy["heads"]["detector"]["weights"] == "yolov8n.pt"
     assert config["rain"]["preset"] == "heavy"
 
 
 def test_config_errors_name_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("derainer:\n  name: identity\ndetector:\n  cfg: yolov8n.yaml\n  imgsz: big\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: 'detector.imgsz' must be int, got str 'big'"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: 'heads.detector.imgsz' must be int, got str 'big'"):
         load_config(bad)
+    bad.write_text("derainer:\n  name: identity\nheads:\n  det: {type: yolo, cfg: yolov8n.yaml, confidence: 0.2}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'heads.det.confidence' for head type 'yolo'"):
+        load_config(bad)
+    bad.write_text("derainer:\n  name: identity\nheads:\n  det: {type: yollo}\n")
+    with pytest.raises(ConfigError, match=r"'heads.det.type': unknown head type 'yollo'; available: smp, torchvision, yolo"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"'heads.detector.conf' must be in \[0, 1\], got 1.5"):
+        load_config(None, ["detector.cfg=yolov8n.yaml", "detector.conf=1.5"])
     bad.write_text("derainer:\n  name: identity\n  weigths: x.pt\n")
     with pytest.raises(ConfigError, match=r"unknown key 'derainer.weigths'"):
         load_config(bad)
@@ -120,7 +131,8 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["colour=red"])
     with pytest.raises(ConfigError, match="'half' must be bool"):
         load_config(None, ["half=3"])
-    assert load_config(None, ["detector.cfg=yolov8n.yaml", "detector.conf=1e-1"])["detector"]["conf"] == 0.1
+    assert load_config(None, ["detector.cfg=yolov8n.yaml", "detector.conf=1e-1"])["heads"]["detector"]["conf"] == 0.1
+    assert load_config(REPO / "pipelines" / "mspfn-yolov8n-unet.yaml", ["segmenter=null"])["heads"].keys() == {"detector"}
 
 
 def test_missing_detector_checkpoint_is_one_clear_error(tmp_path):

@@ -22,4 +22,4 @@ def test_training_configs_validate(path):
 @pytest.mark.parametrize("path", sorted(PIPELINES.glob("*.yaml")), ids=lambda p: p.name)
 def test_pipeline_configs_validate(path):
     config = load_config(path)
-    assert config["derainer"]["name"] and (config["detector"] is None or config["detector"]["weights"])
+    assert config["derainer"]["name"] and all(h["weights"] for h in config["heads"].values() if h["type"] == "yolo")

@@ -43,7 +43,7 @@ def _changed(before: dict, after: dict) -> set:
     ({"mode": "cascade", "steps": 1, "detector": {"cfg": "yolov8n.yaml"}}, [], r"'data.detection' .* required"),
     (None, ["data.imgsz=50"], r"'data.imgsz' must be a positive multiple of 32"),
     (None, ["data.images=x"], r"'data.images' is for mode 'restoration'"),
-    (None, ["detector.cfg=null"], r"'detector.weights' or 'detector.cfg' must be set"),
+    (None, ["detector.cfg=null"], r"'heads.detector' needs 'weights' \(a YOLO checkpoint\) or 'cfg'"),
     (None, ["loss.detection=-1"], r"'loss.detection' weight must be a number >= 0"),
     (None, ["loss.detektion=1"], r"unknown key 'loss.detektion'"),
     (None, ["optim.lr_detector=0"], r"'optim.lr_detector' must be > 0"),
@@ -63,7 +63,7 @@ def test_restoration_rejects_task_metric(tmp_path):
 
 
 def test_detector_class_count_must_match_data(yolo_data, tmp_path):
-    with pytest.raises(ConfigError, match=r"'detector' detects 5 classes .* has 3"):
+    with pytest.raises(ConfigError, match=r"'heads.detector' detects 5 classes .* has 3"):
         Trainer(load_train_config(config(yolo_data, tmp_path / "r"), ["detector.nc=5"]))
 
 
@@ -215,7 +215,7 @@ def test_segmenter_mode_trains_segmenter_on_clean_images(yolo_data, tmp_path):
     assert _changed(seg0, trainer.pipeline.segmenter.state_dict())
     assert set(result) >= {"miou", "best_miou"} and "map50" not in result
     assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,loss_segmentation,val_miou"
-    with pytest.raises(ConfigError, match=r"'detector' is not used in mode 'segmenter'"):
+    with pytest.raises(ConfigError, match=r"'heads.detector' is not used in mode 'segmenter'"):
         load_train_config(c, ["detector.cfg=yolov8n.yaml"])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 from .common import CLIError, ensure_writable_dir
 
@@ -81,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
     data = open_eval_data(args.data, args.split, images=args.images, limit=args.limit, masks=args.masks,
                           class_map=args.class_map, allow_unpaired_labels=args.allow_unpaired_labels)
     device = resolve_device(config["device"])
-    detector, segmenter = _stages(config, data, args.imgsz, device)
-    imgsz = args.imgsz if args.imgsz is not None else (config["detector"]["imgsz"] if config["detector"] else 640)
+    det_spec, seg_spec = (_first_head(config, task) for task in ("detection", "segmentation"))
+    detector, segmenter = _stages(det_spec, seg_spec, data, args.imgsz, device)
+    imgsz = args.imgsz if args.imgsz is not None else ((det_spec or {}).get("imgsz") or 640)
     settings = EvalSettings(imgsz=imgsz, seed=config["rain"]["seed"] if args.seed is None else args.seed,
-                            conf=args.conf, iou=args.iou,
-                            max_det=config["detector"]["max_det"] if config["detector"] is not None else 300,
+                            conf=args.conf, iou=args.iou, max_det=(det_spec or {}).get("max_det") or 300,
                             dtype=half_dtype(device) if config["half"] else None, tile=config["tile"],
                             overlap=config["overlap"], max_pixels=config["max_pixels"],
                             samples=args.samples)
@@ -93,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         spec.model.to(device)
     result = evaluate_report(
         data, conditions, derainers, args.out, detector, segmenter, settings, cache_dir=args.cache,
-        detector_weights=(config["detector"] or {}).get("weights") or (config["detector"] or {}).get("cfg"),
-        segmenter_weights=(config["segmenter"] or {}).get("weights"), device=str(device), progress=not args.quiet,
+        detector_weights=(det_spec or {}).get("weights") or (det_spec or {}).get("cfg"),
+        segmenter_weights=(seg_spec or {}).get("weights"), device=str(device), progress=not args.quiet,
         extra_meta={"config": str(args.config), "overrides": list(args.overrides)})
     print(results_table(result["records"]))
     counts = ", ".join(f"{k} {v['reused']} reused / {v['computed']} computed" for k, v in result["cache"].items())
@@ -103,18 +104,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stages(config: dict, data, imgsz, device):
-    """(detector or None, segmenter or None) of the pipeline config, checked against the data."""
-    from ..stages import create_detector, create_segmenter
+def _first_head(config: dict, task: str) -> Optional[Dict[str, Any]]:
+    """The spec of the config's first head of ``task`` (``detection`` / ``segmentation``), or None."""
+    from ..stages.head import head_class
+
+    return next((h for h in config["heads"].values() if head_class(h["type"]).task == task), None)
+
+
+def _stages(det_spec: Optional[Dict[str, Any]], seg_spec: Optional[Dict[str, Any]], data, imgsz, device):
+    """(detector or None, segmenter or None) of the pipeline config's heads, checked against the data."""
+    from ..stages.head import create_head
+
+    def build(spec: Dict[str, Any], **override: Any):
+        options = {k: v for k, v in spec.items() if k != "type"}
+        options.update({k: v for k, v in override.items() if k in options and v is not None})
+        return create_head(spec["type"], **options).to(device).eval()
 
     detector = segmenter = None
-    if config["detector"] is not None:
-        c = config["detector"]
-        detector = create_detector(weights=c["weights"], cfg=c["cfg"], nc=c["nc"],
-                                   imgsz=c["imgsz"] if imgsz is None else imgsz,
-                                   max_det=c["max_det"]).to(device).eval()
+    if det_spec is not None:
+        detector = build(det_spec, imgsz=imgsz)
+        source = det_spec.get("weights") or det_spec.get("cfg") or det_spec["type"]
         if detector.nc != len(data.names):
-            raise CLIError(f"the detector ({c['weights'] or c['cfg']}) has {detector.nc} classes but {data.source} "
+            raise CLIError(f"the detector ({source}) has {detector.nc} classes but {data.source} "
                            f"names {len(data.names)}; evaluate with a detector trained on these classes")
         differ = [i for i in data.names if detector.names.get(i) != data.names[i]]
         if differ:
@@ -122,18 +133,16 @@ def _stages(config: dict, data, imgsz, device):
             print(f"warning: {len(differ)} class names differ between the detector and {data.source} "
                   f"(e.g. class {i}: {detector.names.get(i)!r} vs {data.names[i]!r}); scoring by class index",
                   file=sys.stderr)
-    if config["segmenter"] is not None:
+    if seg_spec is not None:
         if data.masks is None:
             print("note: CONFIG has a segmenter but no --masks was given: mIoU is not computed", file=sys.stderr)
         else:
-            s = config["segmenter"]
-            segmenter = create_segmenter(arch=s["arch"], encoder=s["encoder"], num_classes=s["num_classes"],
-                                         weights=s["weights"], ignore_index=s["ignore_index"]).to(device).eval()
+            segmenter = build(seg_spec)
             if data.mask_names and len(data.mask_names) != segmenter.num_classes:
                 raise CLIError(f"the segmenter predicts {segmenter.num_classes} classes but the --class-map maps "
                                f"the masks to {len(data.mask_names)}; use the class map it was trained with")
-            if s["weights"] is None:
-                print("warning: the segmenter has no weights (segmenter.weights is null): its mIoU is meaningless",
+            if seg_spec.get("weights") is None:
+                print("warning: the segmenter has no weights (its weights are null): its mIoU is meaningless",
                       file=sys.stderr)
     elif data.masks is not None:
         print("note: --masks given but CONFIG has no segmenter: mIoU is not computed", file=sys.stderr)

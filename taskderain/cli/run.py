@@ -37,8 +37,8 @@ def run_settings(config: Dict[str, Any], pipeline: Any) -> Dict[str, Any]:
     from ..evaluation.stages import module_digest
 
     settings = {k: v for k, v in config.items() if k not in ("device", "batch")}
-    settings["digests"] = {name: module_digest(getattr(pipeline, name))
-                           for name in ("derainer", "detector", "segmenter") if getattr(pipeline, name) is not None}
+    settings["digests"] = {"derainer": module_digest(pipeline.derainer),
+                           **{name: module_digest(head) for name, head in pipeline.heads.items()}}
     return json.loads(json.dumps(settings, default=str))  # as it reads back from a record
 
 
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if result.mask is not None:
             mask = result.mask.numpy()
             write_mask(out / "masks" / f"{path.stem}.png", mask)
-            annotated = overlay_mask(annotated, mask, ignore_index=config["segmenter"]["ignore_index"])
+            annotated = overlay_mask(annotated, mask, ignore_index=pipeline.segmenter.ignore_index)
         rows: List[Dict[str, Any]] = []
         if result.detections is not None:
             annotated = draw_detections(annotated, result.detections)

@@ -55,7 +55,8 @@ def detect_uint8(detector: nn.Module, image: np.ndarray, geometry: LetterboxPara
     classes, as ultralytics' validator scores mAP — and no NMS time limit (a loaded machine must
     not drop detections).
     """
-    det = detector.predict(to_tensor(image).to(module_device(detector)), multi_label=multi_label, time_limit=False)[0]
+    x = to_tensor(image).to(module_device(detector))
+    det = (detector.predict_for_metrics(x) if multi_label else detector.predict(x, time_limit=False))[0]
     boxes = unletterbox_xyxy(det.boxes.cpu().numpy(), geometry).astype(np.float64)
     return (boxes, det.scores.cpu().numpy().astype(np.float64), det.classes.cpu().numpy().astype(np.int64))
 

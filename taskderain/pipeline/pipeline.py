@@ -195,23 +195,16 @@ class Pipeline(nn.Module):
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Pipeline":
         """Build from a validated config dict (see :mod:`taskderain.pipeline.config`)."""
-        from ..stages import create_detector, create_segmenter
+        from ..stages.head import create_head
 
         spec = config["derainer"]
         derainer = create_derainer(spec["name"], weights=spec["weights"], **spec["options"])
         if spec["weights"] is None and any(True for _ in derainer.parameters()):
             warnings.warn(f"derainer {spec['name']!r} has random weights (derainer.weights is null); "
                           "its output is meaningless until you pass a checkpoint", stacklevel=2)
-        detector = segmenter = None
-        if config["detector"] is not None:
-            d = config["detector"]
-            detector = create_detector(weights=d["weights"], cfg=d["cfg"], nc=d["nc"], imgsz=d["imgsz"],
-                                       conf=d["conf"], iou=d["iou"], max_det=d["max_det"])
-        if config["segmenter"] is not None:
-            s = config["segmenter"]
-            segmenter = create_segmenter(arch=s["arch"], encoder=s["encoder"], num_classes=s["num_classes"],
-                                         weights=s["weights"], ignore_index=s["ignore_index"])
-        pipeline = cls(derainer, {"detector": detector, "segmenter": segmenter}).to(resolve_device(config["device"])).eval()
+        heads = {name: create_head(h["type"], **{k: v for k, v in h.items() if k != "type"})
+                 for name, h in config["heads"].items()}
+        pipeline = cls(derainer, heads).to(resolve_device(config["device"])).eval()
         pipeline.config = config
         return pipeline
 

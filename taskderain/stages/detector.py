@@ -107,6 +107,16 @@ class Detector(TaskHead):
         frozen: set by :meth:`freeze`; a frozen detector stays in eval mode under ``.train()``.
     """
 
+    OPTIONS = {
+        "weights": ((str, None), None),   # ultralytics checkpoint (or $TASKDERAIN_YOLO)
+        "cfg": ((str, None), None),       # OR a model YAML (random init)
+        "nc": ((int, None), None),
+        "imgsz": ((int,), 640),
+        "conf": ((int, float), 0.25),
+        "iou": ((int, float), 0.7),
+        "max_det": ((int,), 300),
+    }
+    RANGES = {"conf": (0, 1), "iou": (0, 1), "imgsz": (1, None), "max_det": (1, None)}
     task = "detection"
     default_name = "detector"
     batch_keys = ("batch_idx", "cls", "bboxes")
@@ -202,6 +212,11 @@ class Detector(TaskHead):
             results.append(Detections(boxes.float(), det[:, 4].float(), det[:, 5].long(), self.names))
         return results
 
+    def predict_for_metrics(self, images: torch.Tensor) -> List[Detections]:
+        """:meth:`predict` as ultralytics' validator scores mAP: multi-label NMS, no time limit
+        (a loaded machine must not drop detections); ``conf`` / ``iou`` / ``max_det`` as set."""
+        return self.predict(images, multi_label=True, time_limit=False)
+
     # --- loss --------------------------------------------------------------------------------
     def loss(self, images: torch.Tensor, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """``{"box", "cls", "dfl"}``: ultralytics' loss terms (default gains) per image, see
@@ -274,6 +289,12 @@ class Detector(TaskHead):
             for hook in hooks:
                 hook.remove()
         return [captured[i] for i in layers]
+
+    def save(self, path: PathLike, metadata: Optional[Dict[str, Any]] = None, half: bool = False) -> Path:
+        """An ultralytics checkpoint (``YOLO(path)`` loads it): :func:`~taskderain.stages.save_detector`."""
+        from .checkpoint import save_detector
+
+        return save_detector(self, path, metadata, half=half)
 
     @classmethod
     def from_spec(cls, **options: Any) -> "Detector":

@@ -160,6 +160,15 @@ class Segmenter(TaskHead):
         model_kwargs: further ``smp.create_model`` arguments (``encoder_depth``, ``decoder_channels``...).
     """
 
+    OPTIONS = {
+        "arch": ((str, None), None),               # null with weights: the checkpoint's; else "Unet"
+        "encoder": ((str,), "resnet18"),
+        "num_classes": ((int, None), None),
+        "weights": ((str, None), None),            # a segmenter checkpoint (save_segmenter)
+        "encoder_weights": ((str, None), None),    # a local encoder file, or "imagenet" (online)
+        "ignore_index": ((int,), 255),
+    }
+    RANGES = {"num_classes": (1, None)}
     task = "segmentation"
     default_name = "segmenter"
     batch_keys = ("semantic",)
@@ -258,12 +267,27 @@ class Segmenter(TaskHead):
             return {"dice": zero, "ce": zero}
         return {"dice": self.dice(logits, masks), "ce": self.ce(logits, masks)}
 
+    def save(self, path: PathLike, metadata: Optional[Dict[str, Any]] = None, half: bool = False) -> Any:
+        """A taskderain segmenter checkpoint: :func:`~taskderain.stages.save_segmenter`."""
+        from .checkpoint import save_segmenter
+
+        return save_segmenter(self, path, metadata, half=half)
+
     @classmethod
     def from_spec(cls, **options: Any) -> "Segmenter":
-        """A spec entry: ``weights`` (a segmenter checkpoint) or ``arch`` + ``encoder`` + ``num_classes``."""
-        from .checkpoint import create_segmenter
+        """A spec entry: ``weights`` (a segmenter checkpoint, rebuilt as saved when ``arch`` is null) or
+        ``arch`` (default ``Unet``) + ``encoder`` + ``num_classes``."""
+        from .checkpoint import create_segmenter, load_segmenter
 
-        return create_segmenter(**options)
+        options = dict(options)
+        arch = options.pop("arch", None)
+        if arch is None and options.get("weights") is not None:
+            segmenter = load_segmenter(options["weights"])
+            wanted = options.get("num_classes")
+            if wanted is not None and wanted != segmenter.num_classes:
+                raise ValueError(f"{options['weights']} predicts {segmenter.num_classes} classes, not num_classes={wanted}")
+            return segmenter
+        return create_segmenter(arch=arch or "Unet", **options)
 
     def extra_repr(self) -> str:
         return (f"arch={self.arch!r}, encoder={self.encoder_name!r}, num_classes={self.num_classes}, "

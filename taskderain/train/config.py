@@ -72,20 +72,6 @@ SCHEMA: Dict[str, Dict[str, Tuple[tuple, Any]]] = {
         "masks": ((str, None), None),        # class-id mask folder (by image stem) for the segmentation loss
         "class_map": ((str, None), None),    # YAML with classes: {id: name} mapping mask ids to indices
     },
-    "detector": {                            # task modes
-        "weights": ((str, None), None),      # ultralytics checkpoint
-        "cfg": ((str, None), None),          # OR a model YAML (random init)
-        "nc": ((int, None), None),
-        "conf": (Number, 0.001),             # validation NMS (mAP protocol: low confidence)
-        "iou": (Number, 0.7),
-    },
-    "segmenter": {                           # optional in task modes (segmentation loss / mIoU)
-        "weights": ((str, None), None),      # taskderain segmenter checkpoint
-        "arch": ((str, None), None),         # OR arch + encoder + num_classes (random init)
-        "encoder": ((str,), "resnet18"),
-        "num_classes": ((int, None), None),
-        "encoder_weights": ((str, None), None),
-    },
     "optim": {
         "lr": (Number, 5e-4),
         "decay": (Number, 0.8),              # lr factor per decay_steps optimizer steps
@@ -122,12 +108,14 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
 DEFAULT_LOSS = {"restoration": 1.0, "detection": 0.01, "segmentation": 0.01}
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).
-RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "detector", "segmenter", "accumulate", "seed",
-               "grad_clip", "amp")
+RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "heads", "accumulate", "seed", "grad_clip", "amp")
+#: option defaults of the heads in training that differ from inference: validation NMS at the mAP
+#: protocol's low confidence
+TRAIN_HEAD_DEFAULTS = {"yolo": {"conf": 0.001}}
 
 
 #: value bounds (inclusive) checked with the schema, before any work
-RANGES = {"detector.conf": (0, 1), "detector.iou": (0, 1), "segmenter.num_classes": (1, None)}
+RANGES: Dict[str, Tuple[Any, Any]] = {}  # the heads check their own (TaskHead.RANGES)
 
 
 def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]:
@@ -137,9 +125,15 @@ def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]
     on top of :data:`DEFAULT_LOSS`."""
     from ..losses.terms import parse_loss_section
 
-    raw = dict(raw) if isinstance(raw, dict) else raw
-    loss = raw.pop("loss", None) if isinstance(raw, dict) else None
+    from ..stages.head import read_heads
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = dict(raw)
+    loss = raw.pop("loss", None)
+    heads = read_heads(raw, where, TRAIN_HEAD_DEFAULTS)
     config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
+    config["heads"] = heads
     config["loss"] = {**DEFAULT_LOSS, **parse_loss_section(loss, where)}
     check_ranges(config, RANGES, where)
     _check_values(config, where)
@@ -251,29 +245,38 @@ def _check_task(c: Dict[str, Any], where: str) -> None:
         _fail(where, "data.val_split_name", "and 'data.val_split' exclude each other; set one")
     if (d["masks"] is None) != (d["class_map"] is None) and d["class_map"] is not None:
         _fail(where, "data.class_map", "needs 'data.masks' (the mask folder)")
-    det = c["detector"]
-    if mode == "segmenter":
-        if det["weights"] is not None or det["cfg"] is not None:
-            _fail(where, "detector", "is not used in mode 'segmenter' (the segmenter alone is trained)")
-    elif (det["weights"] is None) == (det["cfg"] is None):
-        _fail(where, "detector.weights", "or 'detector.cfg' must be set, not both")
-    s = c["segmenter"]
-    has_seg = s["weights"] is not None or s["arch"] is not None
+    from ..stages.head import head_class
+
+    tasks = {name: head_class(h["type"]).task for name, h in c["heads"].items()}
+    detectors = [n for n, t in tasks.items() if t == "detection"]
+    segmenters = [n for n, t in tasks.items() if t == "segmentation"]
+    if mode == "segmenter" and detectors:
+        _fail(where, f"heads.{detectors[0]}", "is not used in mode 'segmenter' (the segmenter alone is trained)")
+    if mode != "segmenter" and not detectors:
+        _fail(where, "heads", f"needs a detection head in mode {mode!r}, e.g. detector: {{type: yolo, weights: "
+              "yolov8n.pt}} (or the 'detector' section)")
+    for name, h in c["heads"].items():
+        if h["type"] == "yolo" and h["weights"] is not None and h["cfg"] is not None:
+            _fail(where, f"heads.{name}.weights", f"and 'heads.{name}.cfg' exclude each other; set one")
+        if h["type"] == "smp":
+            if h["weights"] is not None and h["arch"] is not None:
+                _fail(where, f"heads.{name}.weights", f"and 'heads.{name}.arch' exclude each other; set one")
+            if h["weights"] is None and h["arch"] is None:
+                _fail(where, f"heads.{name}.arch", f"(or 'heads.{name}.weights') is required")
+            if h["arch"] is not None and h["num_classes"] is None:
+                _fail(where, f"heads.{name}.num_classes", f"is required with 'heads.{name}.arch'")
+    has_seg = bool(segmenters)
     if mode == "segmenter" and not has_seg:
         _fail(where, "segmenter.arch", f"(or 'segmenter.weights') is required in mode {mode!r}")
     if mode == "segmenter" and c["best_metric"] != "miou":
         _fail(where, "best_metric", f"must be 'miou' in mode 'segmenter', got {c['best_metric']!r}")
-    if s["weights"] is not None and s["arch"] is not None:
-        _fail(where, "segmenter.weights", "and 'segmenter.arch' exclude each other; set one")
-    if s["arch"] is not None and s["num_classes"] is None:
-        _fail(where, "segmenter.num_classes", "is required with 'segmenter.arch'")
     if has_seg and mode == "detector_on_rain":
-        _fail(where, "segmenter", "is not used in mode 'detector_on_rain' (the detector alone is fine-tuned)")
+        _fail(where, f"heads.{segmenters[0]}", "is not used in mode 'detector_on_rain' (the detector alone is fine-tuned)")
     if has_seg and d["masks"] is None:
         _fail(where, "data.masks", "(a mask folder) is required when a segmenter is configured")
     from ..losses.terms import list_loss_terms
 
-    known = [*list_loss_terms(), "detector", "segmenter"]  # registered terms and the heads' names
+    known = [*list_loss_terms(), *c["heads"]]  # registered terms and the heads' names
     for name, value in c["loss"].items():
         if name not in known and not (isinstance(value, dict) and value.get("fn")):
             raise ConfigError(f"{where}: unknown key 'loss.{name}' (a loss term: one of {', '.join(known)}, "
@@ -303,9 +306,26 @@ def load_train_config(config: Union[PathLike, Dict[str, Any], None] = None,
     out = validate(merge(raw, parse_overrides(overrides)), where)
     if base is not None:
         resolve_relative(out, [("data", "paired"), ("data", "images"), ("data", "val"), ("model", "weights"),
-                               ("data", "detection"), ("data", "masks"), ("data", "class_map"),
-                               ("detector", "weights"), ("detector", "cfg"), ("segmenter", "weights")], base)
+                               ("data", "detection"), ("data", "masks"), ("data", "class_map")], base)
+        resolve_relative(out["heads"], [(n, k) for n in out["heads"] for k in ("weights", "cfg")], base)
     return out
+
+
+def with_heads(config: Dict[str, Any]) -> Dict[str, Any]:
+    """``config`` with a ``heads`` section: as it is, or — a run's config from before named heads —
+    its ``detector`` / ``segmenter`` sections read as the heads of those names (unset ones left out)."""
+    if "heads" in config:
+        return config
+    from ..stages.head import read_heads
+
+    legacy = {}
+    det, seg = config.get("detector") or {}, config.get("segmenter") or {}
+    if det.get("weights") or det.get("cfg"):
+        legacy["detector"] = det
+    if seg.get("weights") or seg.get("arch"):
+        legacy["segmenter"] = seg
+    return {**{k: v for k, v in config.items() if k not in ("detector", "segmenter")},
+            "heads": read_heads(legacy, "train config (checkpoint)", TRAIN_HEAD_DEFAULTS)}
 
 
 def lr_at(step: int, optim: Dict[str, Any], base: Optional[float] = None) -> float:

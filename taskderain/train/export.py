@@ -36,24 +36,21 @@ def _trained_pipeline(obj: Dict[str, Any], path: PathLike) -> "Pipeline":
     """:func:`load_trained_pipeline` on the already-read checkpoint ``obj`` of ``path``."""
     from ..models import derainer_from_checkpoint
     from ..pipeline import Pipeline
-    from .tasks import build_stages
+    from .config import with_heads
+    from .tasks import build_heads
 
-    config = obj["train"]["config"]
+    config = with_heads(obj["train"]["config"])
     derainer = derainer_from_checkpoint(obj, path)  # architecture, config and weights from the checkpoint
-    detector = segmenter = None
-    if config["mode"] in TASK_MODES:  # the heads as configured; the derainer's start weights are not needed
-        _, detector, segmenter = build_stages({**config, "model": {"name": "identity", "weights": None, "options": {}}},
-                                              nc=None)
-    pipeline = Pipeline(derainer, {"detector": detector, "segmenter": segmenter})
+    heads = build_heads(config) if config["mode"] in TASK_MODES else {}  # the heads as configured
+    pipeline = Pipeline(derainer, heads)
     try:
         for name, state in (obj["train"].get("stages") or {}).items():
-            getattr(pipeline, name).load_state_dict(state)
-    except (RuntimeError, AttributeError) as exc:
+            pipeline.head(name).load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: stage weights do not fit the run's config: "
                               f"{(str(exc).splitlines() or [''])[0]}") from None
-    for stage in (detector, segmenter):
-        if stage is not None:
-            stage.freeze()
+    for head in heads.values():
+        head.freeze()
     return pipeline.eval()
 
 
@@ -64,7 +61,6 @@ def export_stages(path: PathLike, out: PathLike, half: bool = True) -> Dict[str,
     has that stage; float16 storage by default. Returns ``{stage: path}``.
     """
     from ..models import save_derainer
-    from ..stages import save_detector, save_segmenter
 
     obj = load_train_checkpoint(path)
     pipeline = _trained_pipeline(obj, path)
@@ -75,8 +71,6 @@ def export_stages(path: PathLike, out: PathLike, half: bool = True) -> Dict[str,
     written: Dict[str, Path] = {}
     if any(True for _ in pipeline.derainer.parameters()):
         written["derainer"] = save_derainer(pipeline.derainer, out / "derainer.pt", meta, half=half)
-    if pipeline.detector is not None:
-        written["detector"] = save_detector(pipeline.detector, out / "detector.pt", meta, half=half)
-    if pipeline.segmenter is not None:
-        written["segmenter"] = save_segmenter(pipeline.segmenter, out / "segmenter.pt", meta, half=half)
+    for name, head in pipeline.heads.items():
+        written[name] = head.save(out / f"{name}.pt", meta, half=half)
     return written

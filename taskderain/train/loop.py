@@ -103,8 +103,7 @@ class Trainer:
             from .tasks import TaskData, build_stages, param_groups
 
             self.task = TaskData(config)
-            derainer, detector, segmenter = build_stages(config, self.task.nc)
-            self.pipeline = Pipeline(derainer, {"detector": detector, "segmenter": segmenter}).to(self.device)
+            self.pipeline = Pipeline(*build_stages(config, self.task.nc)).to(self.device)
             self.model = self.pipeline.derainer
             try:
                 self.terms = LossTerms(config["loss"], self.pipeline)
@@ -174,10 +173,9 @@ class Trainer:
         from .tasks import trained_stages
 
         out = {}
-        for name in trained_stages(self.config["mode"]):
-            stage = getattr(self.pipeline, name, None)
-            if name != "derainer" and stage is not None:
-                out[name] = {k: v.detach().cpu().clone() for k, v in stage.state_dict().items()}
+        for name in trained_stages(self.config):
+            if name != "derainer":
+                out[name] = {k: v.detach().cpu().clone() for k, v in self.pipeline.heads[name].state_dict().items()}
         return out
 
     # -- state ---------------------------------------------------------------------------------
@@ -221,7 +219,7 @@ class Trainer:
         try:
             self.model.load_state_dict(obj["state_dict"])
             for stage, state in (train.get("stages") or {}).items():
-                getattr(self.pipeline, stage).load_state_dict(state)
+                self.pipeline.head(stage).load_state_dict(state)
             self.optimizer.load_state_dict(train["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path} does not fit the model/optimizer of this config: "

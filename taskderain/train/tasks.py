@@ -151,66 +151,74 @@ class TaskData:
         self.train.set_epoch(epoch + 1)
 
 
-def build_stages(config: Dict[str, Any], nc: Optional[int]) -> Tuple[nn.Module, Optional[nn.Module], Optional[nn.Module]]:
-    """(derainer, detector or None, segmenter or None) of a task mode, frozen / unfrozen per mode.
+#: what each task mode trains, as data: whether the derainer trains, which head tasks the pipeline
+#: keeps, and which of them train (the others are frozen: eval mode, no gradients).
+MODE_STAGES: Dict[str, Dict[str, Any]] = {
+    "cascade": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": ()},
+    "joint": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": ("detection", "segmentation")},
+    "detector_on_rain": {"derainer": False, "heads": ("detection",), "train_heads": ("detection",)},
+    "segmenter": {"derainer": False, "heads": ("segmentation",), "train_heads": ("segmentation",)},
+}
+#: the optim key of each head task's learning rate
+HEAD_LR = {"detection": "lr_detector", "segmentation": "lr_segmenter"}
 
-    ``nc``: the data's class count, checked against the detector's (None: not checked).
+
+def build_heads(config: Dict[str, Any], nc: Optional[int] = None) -> Dict[str, nn.Module]:
+    """The heads of ``config["heads"]`` that the mode keeps, built at the training size
+    (``data.imgsz``), frozen or trainable as the mode says (:data:`MODE_STAGES`).
+
+    ``nc``: the data's class count, checked against every detection head's (None: not checked).
     """
-    from ..stages import create_detector
+    from ..stages.head import create_head, head_class
 
-    mode, m, det, s = config["mode"], config["model"], config["detector"], config["segmenter"]
-    if mode in ("detector_on_rain", "segmenter"):
-        derainer = create_derainer("identity")
-    else:
-        derainer = create_derainer(m["name"], weights=m["weights"], **m["options"])
-    if mode == "segmenter":
-        return derainer, None, _segmenter(s)
-    detector = create_detector(weights=det["weights"], cfg=det["cfg"], nc=det["nc"], imgsz=config["data"]["imgsz"],
-                               conf=det["conf"], iou=det["iou"])
-    if nc is not None and detector.nc != nc:
-        raise ConfigError(f"train config: 'detector' detects {detector.nc} classes but data.detection "
-                          f"({config['data']['detection']}) has {nc}; set detector.nc={nc} or use matching weights")
-    segmenter = _segmenter(s)
-    if mode == "cascade":
-        detector.freeze()
-        if segmenter is not None:
-            segmenter.freeze()
-    else:
-        detector.unfreeze()
-        if segmenter is not None:
-            segmenter.unfreeze()
-    return derainer, detector, segmenter
+    stages = MODE_STAGES[config["mode"]]
+    heads = {}
+    for name, spec in config["heads"].items():
+        cls = head_class(spec["type"])
+        if cls.task not in stages["heads"]:
+            continue
+        options = {k: v for k, v in spec.items() if k != "type"}
+        if "imgsz" in cls.OPTIONS:
+            options["imgsz"] = config["data"]["imgsz"]
+        head = create_head(spec["type"], **options)
+        if cls.task == "detection" and nc is not None and head.nc != nc:
+            raise ConfigError(f"train config: 'heads.{name}' detects {head.nc} classes but data.detection "
+                              f"({config['data']['detection']}) has {nc}; set heads.{name}.nc={nc} or use matching weights")
+        heads[name] = head.unfreeze() if cls.task in stages["train_heads"] else head.freeze()
+    return heads
 
 
-def _segmenter(s: Dict[str, Any]) -> Optional[nn.Module]:
-    """The segmenter of ``config["segmenter"]`` (checkpoint, or arch + encoder + classes) or None; trainable."""
-    from ..stages import create_segmenter, load_segmenter
-
-    segmenter = None
-    if s["weights"] is not None:
-        segmenter = load_segmenter(s["weights"])
-    elif s["arch"] is not None:
-        segmenter = create_segmenter(arch=s["arch"], encoder=s["encoder"], num_classes=s["num_classes"],
-                                     encoder_weights=s["encoder_weights"], ignore_index=IGNORE)
-    return segmenter.unfreeze() if segmenter is not None else None
+def build_stages(config: Dict[str, Any], nc: Optional[int]) -> Tuple[nn.Module, Dict[str, nn.Module]]:
+    """(derainer, {name: head}) of a task mode (the identity derainer where the mode has none)."""
+    m = config["model"]
+    derainer = (create_derainer(m["name"], weights=m["weights"], **m["options"]) if MODE_STAGES[config["mode"]]["derainer"]
+                else create_derainer("identity"))
+    return derainer, build_heads(config, nc)
 
 
-def trained_stages(mode: str) -> Tuple[str, ...]:
-    """Names of the pipeline stages trained in ``mode`` (their weights go into the checkpoint)."""
-    return {"cascade": ("derainer",), "joint": ("derainer", "detector", "segmenter"),
-            "detector_on_rain": ("detector",), "segmenter": ("segmenter",)}.get(mode, ("derainer",))
+def trained_stages(config: Dict[str, Any]) -> Tuple[str, ...]:
+    """Names of the pipeline stages trained in the config's mode: ``derainer`` and head names (their
+    weights go into the checkpoint)."""
+    from ..stages.head import head_class
+
+    stages = MODE_STAGES.get(config["mode"])
+    if stages is None:  # restoration
+        return ("derainer",)
+    heads = tuple(n for n, h in config["heads"].items() if head_class(h["type"]).task in stages["train_heads"])
+    return (("derainer",) if stages["derainer"] else ()) + heads
 
 
 def param_groups(pipeline: nn.Module, config: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Optimizer param groups (``name``, ``base_lr``) of the trained stages that have parameters."""
+    """Optimizer param groups (``name``, ``base_lr``) of the trained stages that have parameters:
+    the derainer at ``optim.lr``, each head at its task's rate (``optim.lr_detector`` / ``lr_segmenter``)."""
     o = config["optim"]
-    base = {"derainer": o["lr"], "detector": o["lr_detector"], "segmenter": o["lr_segmenter"]}
     groups = []
-    for name in trained_stages(config["mode"]):
-        stage = getattr(pipeline, name, None)
-        params = [p for p in stage.parameters() if p.requires_grad] if stage is not None else []
+    for name in trained_stages(config):
+        stage = pipeline.derainer if name == "derainer" else pipeline.heads[name]
+        params = [p for p in stage.parameters() if p.requires_grad]
         if params:
-            groups.append({"params": params, "name": name, "base_lr": base[name]})
+            lr = o["lr"] if name == "derainer" else o[HEAD_LR[stage.task]]
+            groups.append({"params": params, "name": name, "base_lr": lr})
     if not groups:
         raise ConfigError(f"train config: nothing to train in mode {config['mode']!r} (no trainable parameters)")
     return groups
@@ -256,8 +264,7 @@ def validate_task(pipeline: nn.Module, data: TaskData, batch_size: int, device: 
             rainy = batch["img"].to(device)
             with autocast(device, amp_dtype):
                 derained = derainer.derain(rainy).float() if has_derainer else rainy
-            detections = (detector.predict(derained, multi_label=True, time_limit=False)  # as ultralytics' validator,
-                          if detector is not None else None)                                # but load-independent
+            detections = detector.predict_for_metrics(derained) if detector is not None else None
             masks = segmenter.predict(derained) if segmenter is not None else None
             for j, index in enumerate(chunk):
                 ori, ratio_pad = batch["ori_shape"][j], batch["ratio_pad"][j]
