@@ -120,7 +120,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'heads.det.confidence' for head type 'yolo'"):
         load_config(bad)
     bad.write_text("derainer:\n  name: identity\nheads:\n  det: {type: yollo}\n")
-    with pytest.raises(ConfigError, match=r"'heads.det.type': unknown head type 'yollo'; available: smp, torchvision, yolo"):
+    with pytest.raises(ConfigError, match=r"'heads.det.type': unknown head type 'yollo'; available: .*smp.*yolo"):
         load_config(bad)
     with pytest.raises(ConfigError, match=r"'heads.detector.conf' must be in \[0, 1\], got 1.5"):
         load_config(None, ["detector.cfg=yolov8n.yaml", "detector.conf=1.5"])
