@@ -41,6 +41,7 @@ TASKS = ("detection", "segmentation")
 BUILTIN_HEADS = {
     "yolo": "taskderain.stages.detector",
     "smp": "taskderain.stages.segmenter",
+    "torchvision": "taskderain.stages.torchvision_detector",
 }
 
 H = TypeVar("H", bound=Type["TaskHead"])
