@@ -118,7 +118,7 @@ def final_metrics(run: Path) -> Dict[str, Optional[float]]:
 
 def _step(folder: Path) -> Optional[int]:
     """Training steps recorded in an exported stage file of ``folder`` (None if none says)."""
-    from taskderain.models.checkpoint import read_checkpoint
+    from taskderain.checkpoint import read_checkpoint
 
     for name in ("derainer.pt", "segmenter.pt"):
         if (folder / name).is_file():

@@ -9,14 +9,14 @@ back to a default silently. Numbers written ``1e-3`` (a string to YAML 1.1) are 
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import yaml
 
-PathLike = Union[str, os.PathLike]
+from .types import PathLike
+
 Field = Tuple[tuple, Any]
 Number = (int, float)
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")

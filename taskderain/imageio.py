@@ -15,12 +15,13 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Tuple
 
 import cv2
 import numpy as np
 
-PathLike = Union[str, os.PathLike]
+from .types import PathLike
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -12,9 +12,8 @@ with ``strict=True``); :attr:`report` keeps what the scan found.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -22,9 +21,9 @@ from torch.utils.data import Dataset
 from ..config import read_yaml
 from ..imageio import is_image_file, read_rgb
 from .labels import LabelError, LabelReport, check_boxes, scan_labels
+from ..types import PathLike
 
 LOGGER = logging.getLogger("taskderain")
-PathLike = Union[str, os.PathLike]
 Transform = Optional[Callable[[Dict[str, Any]], Dict[str, Any]]]
 
 

@@ -25,11 +25,10 @@ In many-to-one layouts a rainy stem ``KEY_N`` pairs with the clean stem ``KEY``.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -46,7 +45,8 @@ from taskderain.data.augment import (
 )
 from taskderain.imageio import IMAGE_SUFFIXES, is_image_file, read_rgb
 
-PathLike = Union[str, os.PathLike]
+from ..types import PathLike
+
 _SHOW = 5  # file names quoted in an error before "... and N more"
 _REPEAT = re.compile(r"^(.+)_(\d+)$")  # many-to-one rainy stems: KEY_N
 

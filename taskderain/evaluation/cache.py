@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from ..data.segmentation import read_mask
 from ..imageio import ImageReadError, read_rgb, write_bytes_atomic, write_mask, write_rgb
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 CACHE_FORMAT = "taskderain.eval-cache/1"
 
 

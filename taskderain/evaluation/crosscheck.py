@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import yaml
@@ -39,8 +39,8 @@ from .conditions import clean_condition
 from .dataset import EvalData, open_eval_data
 from .runner import Evaluation, EvalSettings
 from .stages import identity_spec
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 
 
 def copy_yolo_split(data: EvalData, folder: Path) -> Path:

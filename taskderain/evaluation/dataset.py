@@ -12,10 +12,9 @@ change no score, but a set out of step usually means the wrong folder.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional
 
 from torch.utils.data import Dataset
 
@@ -23,8 +22,8 @@ from ..data import CocoDetectionDataset, YoloDetectionDataset, load_data_yaml
 from ..data.detection import list_split_images
 from ..data.labels import label_path_for
 from ..imageio import is_image_file
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 
 
 @dataclass
@@ -148,7 +147,7 @@ def open_eval_data(data: PathLike, split: str = "val", images: Optional[PathLike
     mask_names: Dict[int, str] = {}
     with_masks = 0
     if masks is not None:
-        from ..train.tasks import WithMasks
+        from ..data.segmentation import WithMasks
 
         wrapped = WithMasks(dataset, str(masks), None if class_map is None else str(class_map))
         ids = {Path(path).stem for path, _, _ in records}

@@ -9,12 +9,11 @@ rainy | derained with boxes) and ``cache/`` (per-image results: a re-run reuses 
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 from torch import nn
 
@@ -27,8 +26,8 @@ from .plots import plot_metrics_vs_intensity, sample_grid
 from .report import add_recovery, render_report, write_results_csv, write_results_json
 from .runner import IGNORE, Evaluation, EvalSettings
 from .stages import DerainerSpec
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 
 
 def protocol_lines(settings: EvalSettings, segmentation: bool) -> List[str]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -13,8 +12,8 @@ from ..imageio import write_bytes_atomic, write_rgb
 from ..stages.results import Detections
 from ..visualize import draw_detections, make_panel
 from .tasks import boxes_on_resized
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 PANELS = (("map50_95", "mAP50-95 (%)", 100.0), ("map50", "mAP50 (%)", 100.0), ("miou", "mIoU (%)", 100.0))
 
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional
 
 import torch
 from torch import nn
 
 from ..models import Derainer, create_derainer, load_derainer, list_derainers
 from ..models.pretrained import resolve_weights
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 IDENTITY = "identity"
 
 

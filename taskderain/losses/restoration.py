@@ -1,4 +1,5 @@
-"""Restoration losses of the MSPFN recipe (see docs/mspfn.md, "Loss and training recipe").
+"""Restoration losses of the MSPFN recipe (Jiang et al., CVPR 2020, Sec. 3.3: a Charbonnier content
+loss plus a Charbonnier loss on Laplacian edge maps, weighted 0.05).
 
 * ``charbonnier(a, b) = mean(sqrt((a - b)² + ε²))``.
 * ``laplacian(x)``: per-channel 3x3 kernel ``[[-1,-1,-1],[-1,8,-1],[-1,-1,-1]]``, zero padding.

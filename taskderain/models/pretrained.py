@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional
 
-PathLike = Union[str, os.PathLike]
+from ..types import PathLike
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: preset → {tag: file name in WEIGHTS_DIR}

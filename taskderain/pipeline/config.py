@@ -8,7 +8,6 @@ dotted key, before any work.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple
 

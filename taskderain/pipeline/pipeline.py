@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -15,6 +14,7 @@ from ..inference import (DEFAULT_MAX_PIXELS, NonFiniteOutputError, autocast, che
                          module_device, resolve_device, to_uint8)
 from ..models import Derainer, create_derainer
 from ..stages.head import TaskHead
+from ..types import PathLike
 from .config import load_config
 from .inputs import load_inputs
 
@@ -209,7 +209,7 @@ class Pipeline(nn.Module):
         return pipeline
 
     @classmethod
-    def from_yaml(cls, path: "os.PathLike | str", overrides: Iterable[str] = (), **extra: Any) -> "Pipeline":
+    def from_yaml(cls, path: PathLike, overrides: Iterable[str] = (), **extra: Any) -> "Pipeline":
         """Build from a pipeline YAML (``pipelines/*.yaml``) with ``key=value`` overrides."""
         return cls.from_config(load_config(path, overrides, extra or None))
 

@@ -13,20 +13,19 @@ It loads with ``torch.load(weights_only=True)``: no pickled code is ever execute
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 import torch
 
-from ..models.checkpoint import CheckpointError, check_finite, read_checkpoint, save_atomic, write_checkpoint
+from ..checkpoint import CheckpointError, check_finite, read_checkpoint, save_atomic, write_checkpoint
 from .segmenter import Segmenter
+from ..types import PathLike
 
 if TYPE_CHECKING:
     from .detector import Detector
 
 FORMAT = "taskderain.segmenter/1"
-PathLike = Union[str, os.PathLike]
 
 
 def read_segmenter_checkpoint(path: PathLike) -> Dict[str, Any]:

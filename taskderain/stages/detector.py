@@ -27,8 +27,8 @@ from ..inference import check_images
 from .letterbox import PAD_VALUE, letterbox_tensor, pad_to_stride
 from .offline import YOLO_ASSETS_URL, WeightsNotFoundError, host_reachable, import_ultralytics
 from .results import Detections
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 WEIGHTS_ENV = "TASKDERAIN_YOLO"  # default detector weights for create_detector()
 
 
@@ -385,7 +385,7 @@ def create_detector(weights: Optional[PathLike] = None, cfg: Optional[PathLike] 
             model, _ = load_checkpoint(path, device="cpu", fuse=False)
         except Exception as exc:
             raise ValueError(f"cannot load {path} as an ultralytics checkpoint: {type(exc).__name__}: {exc}") from exc
-        from ..models.checkpoint import check_finite
+        from ..checkpoint import check_finite
 
         check_finite(model.state_dict(), path, "detector checkpoint")
         task = getattr(model, "task", None)

@@ -17,10 +17,10 @@ from torch import nn
 
 from ..models.base import pad_to_multiple
 from .head import TaskHead, register_head
-from ..models.checkpoint import CheckpointError, check_finite
+from ..checkpoint import CheckpointError, check_finite
 from .offline import host_reachable
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")

@@ -23,9 +23,8 @@ in eval mode, so the statistics never move.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -34,8 +33,8 @@ from ..inference import check_images
 from .head import TaskHead, register_head
 from .offline import WeightsNotFoundError, host_reachable
 from .results import Detections
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 FORMAT = "taskderain.torchvision_detector/1"
 #: torchvision's COCO label count (category ids 1..90 plus the background)
 COCO_LABELS = 91
@@ -248,7 +247,7 @@ class TorchvisionDetector(TaskHead):
     # --- checkpoints ----------------------------------------------------------------------------
     def save(self, path: PathLike, metadata: Optional[Dict[str, Any]] = None, half: bool = False) -> Path:
         """A checkpoint ``weights=path`` loads back (architecture, classes, settings, weights)."""
-        from ..models.checkpoint import write_checkpoint
+        from ..checkpoint import write_checkpoint
 
         fields = {"format": FORMAT, "config": {**self.config, "weights": None}, "names": dict(self.names),
                   "label_map": self.labels.tolist(), "settings": {"conf": self.conf, "iou": self.iou, "max_det": self.max_det}}
@@ -281,7 +280,7 @@ def create_torchvision_detector(arch: str = "fasterrcnn_mobilenet_v3_large_320_f
             or class count. WeightsNotFoundError: torchvision weights offline and not cached.
         CheckpointError: an unreadable or non-finite checkpoint file.
     """
-    from ..models.checkpoint import check_finite, read_checkpoint
+    from ..checkpoint import check_finite, read_checkpoint
 
     build = _builder(arch)
     config = {"arch": arch, "min_size": min_size, "max_size": max_size, "weights_backbone": weights_backbone}

@@ -16,7 +16,7 @@ _LAZY = {
     "lr_at": "taskderain.train.config",
     "MODES": "taskderain.train.config",
     "load_train_checkpoint": "taskderain.train.checkpoint",
-    "OnlineRainPairs": "taskderain.train.data",
+    "OnlineRainPairs": "taskderain.rain.online_pairs",
     "load_trained_pipeline": "taskderain.train.export",
     "export_stages": "taskderain.train.export",
     "Callback": "taskderain.train.callbacks",

@@ -19,18 +19,18 @@ so ``step`` is its whole state. Everything loads with ``torch.load(weights_only=
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 
-from ..models.checkpoint import FORMAT, CheckpointError, check_finite, read_checkpoint, write_checkpoint
+from ..checkpoint import CheckpointError, check_finite, read_checkpoint, write_checkpoint
+from ..checkpoint import FORMAT
 from ..models.base import Derainer
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 WHAT = "training checkpoint"
 
 

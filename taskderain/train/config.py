@@ -2,7 +2,7 @@
 
 Checked with :mod:`taskderain.config` like the pipeline YAML: an unknown key or a value of the
 wrong type is a :class:`ConfigError` naming the file and the dotted key. Defaults follow the
-MSPFN recipe (docs/mspfn.md): 96 px patches, batch 12, Adam β (0.9, 0.999),
+MSPFN recipe (Jiang et al., CVPR 2020, and their released training code): 96 px patches, batch 12, Adam β (0.9, 0.999),
 ``lr = 5e-4 · 0.8^(step / 20000) + 1e-6``. A minimal YAML::
 
     out: runs/mspfn_lite-rain100l

@@ -7,9 +7,10 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
-PathLike = Union[str, os.PathLike]
+from ..types import PathLike
+
 
 
 def _float(text: Optional[str]) -> Optional[float]:

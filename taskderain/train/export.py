@@ -7,18 +7,17 @@ pretrained detector checkpoint it started from must still be where the config sa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Union
+from typing import TYPE_CHECKING, Any, Dict
 
 from ..models import CheckpointError
 from .checkpoint import load_train_checkpoint
 from .config import TASK_MODES
+from ..types import PathLike
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
 
-PathLike = Union[str, os.PathLike]
 
 
 def load_trained_pipeline(path: PathLike) -> "Pipeline":

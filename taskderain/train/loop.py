@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -54,8 +53,8 @@ from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_st
 from . import dist as D
 from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
 from .data import _collate, build_datasets, epoch_batches, make_loader, rank_batches
+from ..types import PathLike
 
-PathLike = Union[str, os.PathLike]
 LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"  # restoration mode
 
 

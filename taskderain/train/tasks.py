@@ -37,18 +37,15 @@ derained vs clean on the letterbox's content (padding cropped, 8-bit quantised);
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..config import ConfigError
-from ..data import Letterbox, YoloDetectionDataset, class_map_from_yaml, collate_batch
-from ..data.segmentation import read_mask
-from ..imageio import image_size, is_image_file
+from ..data import Letterbox, YoloDetectionDataset, collate_batch
+from ..data.segmentation import IGNORE, WithMasks
 from ..inference import autocast
 from ..losses.terms import LossTerms, Step
 from ..metrics.psnr import psnr_torch
@@ -57,60 +54,6 @@ from ..rain import Rainy
 from .config import rain_spec
 from .data import split_count
 
-IGNORE = 255
-
-
-class WithMasks(Dataset):
-    """Adds ``"mask"`` (H,W) int64 to a detection dataset's samples: ``masks/<id>.*``, mapped by a class map.
-
-    Images without a mask get an all-``ignore`` mask (no segmentation loss, no mIoU pixels).
-    """
-
-    def __init__(self, dataset: Dataset, masks: str, class_map: Optional[str] = None) -> None:
-        folder = Path(masks)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"data.masks: mask folder not found: {folder}")
-        self.dataset, self.files = dataset, {p.stem: p for p in folder.iterdir() if p.is_file() and is_image_file(p)}
-        self.lut: Optional[np.ndarray] = None
-        self.names: Dict[int, str] = {}
-        if class_map is not None:
-            mapping, self.names = class_map_from_yaml(class_map)
-            self.lut = np.full(max(max(mapping) + 1, 65536), IGNORE, np.int64)
-            for sparse, dense in mapping.items():
-                self.lut[sparse] = dense
-        self._check_sizes()
-
-    def _check_sizes(self) -> None:
-        """Every mask has its image's size (headers only): found now, not when a batch reaches it."""
-        wrong = []
-        for record in getattr(self.dataset, "records", ()):
-            image = Path(record[0])
-            mask = self.files.get(image.stem)
-            if mask is None:
-                continue
-            (mh, mw), (ih, iw) = image_size(mask), image_size(image)
-            if (mh, mw) != (ih, iw):
-                wrong.append(f"{mask} is {mw}x{mh}, its image {image} {iw}x{ih}")
-        if wrong:
-            raise ValueError(f"data.masks: {len(wrong)} mask(s) are not the size of their image, e.g. {wrong[0]}")
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Dict[str, Any]:
-        sample = dict(self.dataset[index])
-        path = self.files.get(str(sample["id"]))
-        h, w = sample["image"].shape[:2]
-        if path is None:
-            mask = np.full((h, w), IGNORE, np.int64)
-        else:
-            mask = read_mask(path)
-            if mask.shape != (h, w):
-                raise ValueError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]}, its image {sample['path']} {w}x{h}")
-            if self.lut is not None:
-                mask = self.lut[np.clip(mask, 0, len(self.lut) - 1)]
-        sample["mask"] = mask.astype(np.uint8) if mask.max(initial=0) < 256 else mask
-        return sample
 
 
 class TaskData:
