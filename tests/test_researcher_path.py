@@ -51,8 +51,9 @@ def feature_config(data: Path, out: Path, steps: int = 2, batch: int = 2) -> dic
     """The README's cascade-feature.yaml, on tiny models and the tiny YOLO set."""
     spec = yaml.safe_load(readme_block("# cascade-feature.yaml"))
     assert spec["loss"]["feature"]["fn"] == "my_losses:feature_l1" and spec["mode"] == "cascade"
+    assert spec["heads"]["detector"]["type"] == "yolo"
     return {**spec, "out": str(out), "steps": steps, "seed": 1, "device": "cpu", "save_every": 1,
-            "model": {"name": "mspfn_tiny"}, "detector": {"cfg": "yolov8n.yaml", "nc": 3},
+            "model": {"name": "mspfn_tiny"}, "heads": {"detector": {"type": "yolo", "cfg": "yolov8n.yaml", "nc": 3}},
             "data": {**spec["data"], "detection": str(data), "imgsz": 64, "val_split": 2, "batch": batch}}
 
 

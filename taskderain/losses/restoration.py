@@ -1,4 +1,4 @@
-"""Restoration losses of the MSPFN recipe (Jiang et al., CVPR 2020, Sec. 3.3: a Charbonnier content
+"""Restoration losses of the MSPFN recipe (Jiang et al., CVPR 2020: a Charbonnier content
 loss plus a Charbonnier loss on Laplacian edge maps, weighted 0.05).
 
 * ``charbonnier(a, b) = mean(sqrt((a - b)² + ε²))``.

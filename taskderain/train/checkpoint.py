@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import CheckpointError, check_finite, read_checkpoint, write_checkpoint
-from ..checkpoint import FORMAT
+from ..models.checkpoint import FORMAT
 from ..models.base import Derainer
 from ..types import PathLike
 
