@@ -123,3 +123,13 @@ def test_trained_through_the_derainer_with_taskderain_train(tmp_path):
     assert isinstance(small().evaluator({0: "a", 1: "b", 2: "c"}), DetectionEvaluator)
     with pytest.raises(ConfigError, match=r"unknown key 'heads.detector.backbone' for head type 'torchvision'"):
         train({**base, "heads": {"detector": {**head, "backbone": "resnet18"}}})
+
+
+def test_models_lists_the_head_types_and_loss_terms(capsys):
+    from taskderain.cli import main
+
+    assert main(["models", "--heads"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith("loss terms")}
+    assert {"yolo", "smp", "torchvision", "restoration", "detection", "segmentation"} <= set(rows)
+    assert "detection" in rows["torchvision"] and "min_size" in rows["torchvision"]

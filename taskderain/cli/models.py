@@ -1,6 +1,7 @@
 """``taskderain models``: list the registered derainer presets and the weights shipped for them;
 ``--rain``: the rain presets and rain-zoo families that ``synth --rain``, ``eval --rain`` and the
-training config's ``data.rain`` accept."""
+training config's ``data.rain`` accept; ``--heads``: the task head types (``heads: {name: {type}}``)
+and the registered loss terms (``loss:``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,23 @@ from ..models.registry import get_entry, list_derainers
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("models", help="list derainer presets (--rain: rain presets and families)")
     parser.add_argument("--rain", action="store_true", help="list the rain presets and rain-zoo families instead")
+    parser.add_argument("--heads", action="store_true", help="list the task head types and loss terms instead")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.heads:
+        from ..losses.terms import get_loss_term, list_loss_terms
+        from ..stages.head import head_class, list_heads
+
+        for name in list_heads():
+            cls = head_class(name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0]
+            print(f"{name:<14} {cls.task:<13} {doc}  options: {', '.join(cls.OPTIONS)}")
+        print("\nloss terms (also: any head's name, or {fn: package.module:function, weight: w}):")
+        for name in list_loss_terms():
+            print(f"{name:<14} {((get_loss_term(name).__doc__ or '').strip().splitlines() or [''])[0]}")
+        return 0
     if args.rain:
         from ..rain import PRESET_INTENSITY
         from ..rain.zoo.registry import get_rain_entry, list_rains

@@ -101,6 +101,14 @@ def register_loss_term(name: str) -> Callable[[TermFn], TermFn]:
     return wrap
 
 
+def get_loss_term(name: str) -> TermFn:
+    """The registered term ``name``; a KeyError lists the names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown loss term {name!r}; registered: {', '.join(list_loss_terms())}") from None
+
+
 def list_loss_terms() -> List[str]:
     """Names of the registered terms (head names are terms too, per pipeline)."""
     return sorted(_REGISTRY)
