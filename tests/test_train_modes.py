@@ -215,7 +215,7 @@ def test_segmenter_mode_trains_segmenter_on_clean_images(yolo_data, tmp_path):
     assert _changed(seg0, trainer.pipeline.segmenter.state_dict())
     assert set(result) >= {"miou", "best_miou"} and "map50" not in result
     assert (tmp_path / "run" / "log.csv").read_text().splitlines()[0] == "step,epoch,lr,loss,loss_segmentation,val_miou"
-    with pytest.raises(ConfigError, match=r"'heads.detector' is not used in mode 'segmenter'"):
+    with pytest.raises(ConfigError, match=r"'heads.detector' \(a detection head\) is not used in mode 'segmenter'"):
         load_train_config(c, ["detector.cfg=yolov8n.yaml"])
 
 

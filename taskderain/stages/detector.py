@@ -297,6 +297,18 @@ class Detector(TaskHead):
         return save_detector(self, path, metadata, half=half)
 
     @classmethod
+    def complete_spec(cls, spec: Dict[str, Any], key: str) -> Dict[str, Any]:
+        """``weights`` or ``cfg``, not both; neither: ``$TASKDERAIN_YOLO``."""
+        if spec["weights"] is not None and spec["cfg"] is not None:
+            raise ValueError(f"'{key}.weights' and '{key}.cfg' exclude each other; set one")
+        if spec["weights"] is None and spec["cfg"] is None:
+            spec = {**spec, "weights": os.environ.get(WEIGHTS_ENV) or None}
+            if spec["weights"] is None:
+                raise ValueError(f"'{key}' needs 'weights' (a YOLO checkpoint) or 'cfg' (a model YAML); "
+                                 f"or set {WEIGHTS_ENV} to a checkpoint path")
+        return spec
+
+    @classmethod
     def from_spec(cls, **options: Any) -> "Detector":
         """:func:`create_detector` of a spec entry (``weights`` or ``cfg``, ``nc``, ``imgsz``, NMS settings)."""
         return create_detector(**options)

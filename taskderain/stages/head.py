@@ -106,6 +106,12 @@ class TaskHead(FreezableStage):
         """Build from a pipeline spec entry's options (everything but ``type``)."""
         return cls(**options)
 
+    @classmethod
+    def complete_spec(cls, spec: Dict[str, Any], key: str) -> Dict[str, Any]:
+        """Check a spec entry's options together (e.g. ``weights`` or ``cfg``, not both) and fill
+        what they imply; ``key`` is ``heads.<name>`` for messages. Raises ValueError naming the key."""
+        return spec
+
 
 def register_head(type_name: str) -> Callable[[H], H]:
     """Class decorator registering a :class:`TaskHead` under ``type_name``."""
@@ -186,8 +192,6 @@ def read_heads(raw: Dict[str, Any], where: str,
     Raises:
         ConfigError: naming ``heads.<name>.<key>`` (see :func:`head_spec`).
     """
-    import os
-
     from ..config import ConfigError, check_ranges
 
     heads = raw.pop("heads", None)
@@ -218,11 +222,10 @@ def read_heads(raw: Dict[str, Any], where: str,
         spec = head_spec(name, entry, where)
         ranges = getattr(head_class(spec["type"]), "RANGES", {})
         check_ranges({"heads": {name: spec}}, {f"heads.{name}.{k}": r for k, r in ranges.items()}, where)
-        if spec["type"] == "yolo" and spec["weights"] is None and spec["cfg"] is None:
-            spec["weights"] = os.environ.get("TASKDERAIN_YOLO") or None
-            if spec["weights"] is None:
-                raise ConfigError(f"{where}: 'heads.{name}' needs 'weights' (a YOLO checkpoint) or 'cfg' (a model "
-                                  "YAML); or set TASKDERAIN_YOLO to a checkpoint path")
+        try:
+            spec = head_class(spec["type"]).complete_spec(spec, f"heads.{name}")
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         out[name] = spec
     return out
 

@@ -274,6 +274,15 @@ class Segmenter(TaskHead):
         return save_segmenter(self, path, metadata, half=half)
 
     @classmethod
+    def complete_spec(cls, spec: Dict[str, Any], key: str) -> Dict[str, Any]:
+        """``weights`` (a checkpoint) or ``arch`` + ``num_classes``."""
+        if spec["weights"] is None and spec["arch"] is None:
+            raise ValueError(f"'{key}.arch' (or '{key}.weights') is required")
+        if spec["weights"] is None and spec["num_classes"] is None:
+            raise ValueError(f"'{key}.num_classes' is required with '{key}.arch'")
+        return spec
+
+    @classmethod
     def from_spec(cls, **options: Any) -> "Segmenter":
         """A spec entry: ``weights`` (a segmenter checkpoint, rebuilt as saved when ``arch`` is null) or
         ``arch`` (default ``Unet``) + ``encoder`` + ``num_classes``."""

@@ -38,6 +38,18 @@ MODES = ("restoration", "cascade", "joint", "detector_on_rain", "segmenter")
 IMPLEMENTED_MODES = MODES
 #: modes trained on a detection data YAML with task losses.
 TASK_MODES = ("cascade", "joint", "detector_on_rain", "segmenter")
+#: what each task mode trains, as data: whether the derainer trains, which head tasks the pipeline
+#: keeps, which of them train (the others are frozen: eval mode, no gradients) and which it needs.
+MODE_STAGES: Dict[str, Dict[str, Any]] = {
+    "cascade": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": (),
+                "requires": ("detection",), "doc": "the derainer trains, the heads are frozen"},
+    "joint": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": ("detection", "segmentation"),
+              "requires": ("detection",), "doc": "the derainer and the heads train"},
+    "detector_on_rain": {"derainer": False, "heads": ("detection",), "train_heads": ("detection",),
+                         "requires": ("detection",), "doc": "the detector alone is fine-tuned on rain"},
+    "segmenter": {"derainer": False, "heads": ("segmentation",), "train_heads": ("segmentation",),
+                  "requires": ("segmentation",), "doc": "the segmenter alone is trained"},
+}
 #: validation metrics that can pick ``best.pt`` (all: higher is better).
 BEST_METRICS = ("psnr_y", "map50_95", "map50", "miou")
 
@@ -247,31 +259,17 @@ def _check_task(c: Dict[str, Any], where: str) -> None:
         _fail(where, "data.class_map", "needs 'data.masks' (the mask folder)")
     from ..stages.head import head_class
 
+    stages = MODE_STAGES[mode]
     tasks = {name: head_class(h["type"]).task for name, h in c["heads"].items()}
-    detectors = [n for n, t in tasks.items() if t == "detection"]
-    segmenters = [n for n, t in tasks.items() if t == "segmentation"]
-    if mode == "segmenter" and detectors:
-        _fail(where, f"heads.{detectors[0]}", "is not used in mode 'segmenter' (the segmenter alone is trained)")
-    if mode != "segmenter" and not detectors:
-        _fail(where, "heads", f"needs a detection head in mode {mode!r}, e.g. detector: {{type: yolo, weights: "
-              "yolov8n.pt}} (or the 'detector' section)")
-    for name, h in c["heads"].items():
-        if h["type"] == "yolo" and h["weights"] is not None and h["cfg"] is not None:
-            _fail(where, f"heads.{name}.weights", f"and 'heads.{name}.cfg' exclude each other; set one")
-        if h["type"] == "smp":
-            if h["weights"] is not None and h["arch"] is not None:
-                _fail(where, f"heads.{name}.weights", f"and 'heads.{name}.arch' exclude each other; set one")
-            if h["weights"] is None and h["arch"] is None:
-                _fail(where, f"heads.{name}.arch", f"(or 'heads.{name}.weights') is required")
-            if h["arch"] is not None and h["num_classes"] is None:
-                _fail(where, f"heads.{name}.num_classes", f"is required with 'heads.{name}.arch'")
-    has_seg = bool(segmenters)
-    if mode == "segmenter" and not has_seg:
-        _fail(where, "segmenter.arch", f"(or 'segmenter.weights') is required in mode {mode!r}")
-    if mode == "segmenter" and c["best_metric"] != "miou":
-        _fail(where, "best_metric", f"must be 'miou' in mode 'segmenter', got {c['best_metric']!r}")
-    if has_seg and mode == "detector_on_rain":
-        _fail(where, f"heads.{segmenters[0]}", "is not used in mode 'detector_on_rain' (the detector alone is fine-tuned)")
+    for name, task in tasks.items():
+        if task not in stages["heads"]:
+            _fail(where, f"heads.{name}", f"(a {task} head) is not used in mode {mode!r} ({stages['doc']})")
+    for task in stages["requires"]:
+        if task not in tasks.values():
+            _fail(where, "heads", f"needs a {task} head in mode {mode!r}, e.g. "
+                  + ("detector: {type: yolo, weights: yolov8n.pt}" if task == "detection" else
+                     "segmenter: {type: smp, arch: Unet, num_classes: N}"))
+    has_seg = "segmentation" in tasks.values()
     if has_seg and d["masks"] is None:
         _fail(where, "data.masks", "(a mask folder) is required when a segmenter is configured")
     from ..losses.terms import list_loss_terms
@@ -281,10 +279,12 @@ def _check_task(c: Dict[str, Any], where: str) -> None:
         if name not in known and not (isinstance(value, dict) and value.get("fn")):
             raise ConfigError(f"{where}: unknown key 'loss.{name}' (a loss term: one of {', '.join(known)}, "
                               f"or {{fn: package.module:function, weight: w}})")
-    if c["best_metric"] == "miou" and not has_seg:
-        _fail(where, "best_metric", "'miou' needs a segmenter")
-    if c["best_metric"] == "psnr_y" and mode == "detector_on_rain":
-        _fail(where, "best_metric", "'psnr_y' needs a derainer; use map50_95 in mode 'detector_on_rain'")
+    validated = {"psnr_y": stages["derainer"], "map50_95": "detection" in tasks.values(),
+                 "map50": "detection" in tasks.values(), "miou": has_seg}
+    if not validated[c["best_metric"]]:
+        need = {"psnr_y": "a derainer", "miou": "a segmenter"}.get(c["best_metric"], "a detector")
+        usable = ", ".join(k for k, on in validated.items() if on)
+        _fail(where, "best_metric", f"{c['best_metric']!r} needs {need}; mode {mode!r} validates {usable}")
 
 
 def load_train_config(config: Union[PathLike, Dict[str, Any], None] = None,

@@ -51,7 +51,7 @@ from ..losses.terms import LossTerms, Step
 from ..metrics.psnr import psnr_torch
 from ..models import create_derainer
 from ..rain import Rainy
-from .config import rain_spec
+from .config import MODE_STAGES, rain_spec
 from .data import split_count
 
 
@@ -94,14 +94,6 @@ class TaskData:
         self.train.set_epoch(epoch + 1)
 
 
-#: what each task mode trains, as data: whether the derainer trains, which head tasks the pipeline
-#: keeps, and which of them train (the others are frozen: eval mode, no gradients).
-MODE_STAGES: Dict[str, Dict[str, Any]] = {
-    "cascade": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": ()},
-    "joint": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": ("detection", "segmentation")},
-    "detector_on_rain": {"derainer": False, "heads": ("detection",), "train_heads": ("detection",)},
-    "segmenter": {"derainer": False, "heads": ("segmentation",), "train_heads": ("segmentation",)},
-}
 #: the optim key of each head task's learning rate
 HEAD_LR = {"detection": "lr_detector", "segmentation": "lr_segmenter"}
 
