@@ -155,3 +155,15 @@ def test_callbacks_hooks_and_state_resume(tmp_path):
     assert stored == [{"steps": 4, "validations": again.validations}]
     with pytest.raises(ConfigError, match=r"'callbacks\[0\]'.*not a taskderain.train.Callback"):
         train({**tiny_train_config(images, tmp_path / "other", steps=1), "callbacks": ["builtins:dict"]})
+
+
+def test_loss_terms_are_refused_in_restoration_mode_and_a_nan_term_is_named(user_code, yolo_data, tmp_path, monkeypatch):
+    images = write_clean_images(tmp_path / "clean", 4)
+    with pytest.raises(ConfigError, match=r"'loss' lists the terms of the task modes .* mode 'restoration' trains"):
+        train({**tiny_train_config(images, tmp_path / "r", steps=1), "loss": {"restoration": 1.0}})
+    (user_code / "nan_term.py").write_text("import torch\n\ndef nan(step):\n    return step.derained.sum() * float('nan')\n")
+    monkeypatch.syspath_prepend(str(user_code))
+    config = feature_config(yolo_data, tmp_path / "nan", steps=1)
+    config["loss"]["bad"] = {"fn": "nan_term:nan", "weight": 1.0}
+    with pytest.raises(FloatingPointError, match=r"loss is nan \(terms: restoration [0-9.e-]+, feature [0-9.e-]+, bad nan\) at step 1"):
+        train(config)

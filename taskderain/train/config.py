@@ -147,6 +147,9 @@ def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]
     config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
     config["heads"] = heads
     config["loss"] = {**DEFAULT_LOSS, **parse_loss_section(loss, where)}
+    if loss and config["mode"] not in TASK_MODES:
+        raise ConfigError(f"{where}: 'loss' lists the terms of the task modes ({', '.join(TASK_MODES)}); mode "
+                          f"{config['mode']!r} trains with MSPFN's loss alone (use mode=cascade for added terms)")
     check_ranges(config, RANGES, where)
     _check_values(config, where)
     return config

@@ -358,7 +358,8 @@ class Trainer:
                 last = self.out / "last.pt"
                 saved = (f"last checkpoint: {last}" if last.exists()
                          else "no checkpoint was saved yet; check the data and model.weights")
-                raise FloatingPointError(f"loss is {loss_sum} at step {self.step + 1}; lower optim.lr or "
+                terms = (" (terms: " + ", ".join(f"{k} {v:.4g}" for k, v in part_sums.items()) + ")") if part_sums else ""
+                raise FloatingPointError(f"loss is {loss_sum}{terms} at step {self.step + 1}; lower optim.lr or "
                                          f"set grad_clip ({saved})")
             if self.config["grad_clip"] is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.config["grad_clip"])
