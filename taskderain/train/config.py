@@ -39,7 +39,8 @@ IMPLEMENTED_MODES = MODES
 #: modes trained on a detection data YAML with task losses.
 TASK_MODES = ("cascade", "joint", "detector_on_rain", "segmenter")
 #: what each task mode trains, as data: whether the derainer trains, which head tasks the pipeline
-#: keeps, which of them train (the others are frozen: eval mode, no gradients) and which it needs.
+#: keeps, which of them train (the others are frozen: eval mode, no gradients), which it needs, and
+#: whether it trains on clean images (no rain).
 MODE_STAGES: Dict[str, Dict[str, Any]] = {
     "cascade": {"derainer": True, "heads": ("detection", "segmentation"), "train_heads": (),
                 "requires": ("detection",), "doc": "the derainer trains, the heads are frozen"},
@@ -48,7 +49,7 @@ MODE_STAGES: Dict[str, Dict[str, Any]] = {
     "detector_on_rain": {"derainer": False, "heads": ("detection",), "train_heads": ("detection",),
                          "requires": ("detection",), "doc": "the detector alone is fine-tuned on rain"},
     "segmenter": {"derainer": False, "heads": ("segmentation",), "train_heads": ("segmentation",),
-                  "requires": ("segmentation",), "doc": "the segmenter alone is trained"},
+                  "requires": ("segmentation",), "doc": "the segmenter alone is trained", "clean": True},
 }
 #: validation metrics that can pick ``best.pt`` (all: higher is better).
 BEST_METRICS = ("psnr_y", "map50_95", "map50", "miou")

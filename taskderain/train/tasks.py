@@ -75,7 +75,7 @@ class TaskData:
         base = YoloDetectionDataset(d["detection"], d["train_split"])
         self.names, self.nc = base.names, base.nc
         wrap = (lambda ds: WithMasks(ds, d["masks"], d["class_map"])) if d["masks"] else (lambda ds: ds)
-        clean = config["mode"] == "segmenter"
+        clean = MODE_STAGES[config["mode"]].get("clean", False)
         self.train = Rainy(wrap(base), preset, d["rain_intensity"], seed=d["rain_seed"],
                            p=0.0 if clean else 1.0 - d["clean_prob"], transform=letterbox, model=model)
         if d["val_split_name"] is not None:
