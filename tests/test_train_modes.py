@@ -227,3 +227,34 @@ def test_task_resume_checks_stage_settings(yolo_data, tmp_path):
               ["loss.detection=0.5"])
     result = train(config(yolo_data, out, mode="detector_on_rain", steps=2, best_metric="map50", resume=True))
     assert result["step"] == 2
+
+
+def test_a_runs_config_yaml_works_with_run_and_eval(yolo_data, tmp_path, capsys):
+    """`taskderain run` / `eval` take the config.yaml a joint run wrote, as it is: the run's derainer
+    checkpoint and its trained detector (exported once beside the run), its rain for eval."""
+    from taskderain.cli import main
+    from taskderain.train import load_trained_pipeline
+    from taskderain.train.export import run_pipeline_config
+
+    train(config(yolo_data, tmp_path / "run", mode="joint", steps=2, best_metric="map50"))
+    run_yaml = tmp_path / "run" / "config.yaml"
+    spec = run_pipeline_config(run_yaml)
+    assert spec["derainer"]["weights"] == str(tmp_path / "run" / "best.pt")
+    assert spec["heads"]["detector"]["weights"] == str(tmp_path / "run" / "stages-best" / "detector.pt")
+    assert spec["rain"] == {"preset": "light", "intensity": None, "seed": 0}
+    images = yolo_data.parent / "images" / "train"
+    assert main(["run", str(run_yaml), str(images / "im0.png"), "--out", str(tmp_path / "out"),
+                 "heads.detector.conf=0.001", "heads.detector.imgsz=64"]) == 0
+    import json
+
+    rows = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    trained = load_trained_pipeline(tmp_path / "run" / "best.pt")
+    trained.detector.conf, trained.detector.imgsz = 0.001, (64, 64)
+    expected = trained.predict(images / "im0.png")[0].detections
+    assert len(rows) == len(expected) > 0  # the trained detector's boxes, not the start weights'
+    assert abs(max(r["score"] for r in rows) - float(expected.scores.max())) < 1e-3
+    assert main(["eval", str(run_yaml), "--data", str(yolo_data), "--imgsz", "64", "--out", str(tmp_path / "eval"),
+                 "--quiet", "--samples", "0"]) == 0
+    result = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert {r["condition"] for r in result["records"]} == {"clean", "light"}
+    assert {r["derainer"] for r in result["records"]} >= {"identity", "mspfn_tiny"}

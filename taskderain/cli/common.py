@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 from collections import defaultdict
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from ..imageio import IMAGE_SUFFIXES, is_image_file
 
@@ -174,3 +174,15 @@ class ImageJobs:
             return 0
         print(f"{len(self.failures)} {what}(s) failed:\n  " + "\n  ".join(self.failures), file=sys.stderr)
         return 1
+
+
+def load_pipeline_config(path: Any, overrides: Sequence[str]) -> Dict[str, Any]:
+    """The pipeline config of CONFIG: a pipeline YAML, or a training run's ``config.yaml`` (its
+    derainer checkpoint, trained heads and rain: :func:`~taskderain.train.export.run_pipeline_config`)."""
+    from ..config import read_yaml
+    from ..pipeline import load_config
+    from ..train.export import is_run_config, run_pipeline_config
+
+    if path is not None and is_run_config(read_yaml(path, "config YAML")):
+        return load_config(None, overrides, run_pipeline_config(path))
+    return load_config(path, overrides)

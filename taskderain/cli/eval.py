@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .common import CLIError, ensure_writable_dir
+from .common import CLIError, ensure_writable_dir, load_pipeline_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,9 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.conditions import conditions_from_config
     from ..evaluation.report import results_table
     from ..inference import half_dtype, resolve_device
-    from ..pipeline import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_pipeline_config(args.config, args.overrides)
     conditions = (parse_rain(args.rain) if args.rain else parse_intensity(args.intensity) if args.intensity
                   else conditions_from_config(config["rain"]))
     d = config["derainer"]

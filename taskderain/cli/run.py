@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .common import (CLIError, ImageJobs, check_out_not_in_sources, check_unique_stems, ensure_writable_dir,
-                     expand_sources)
+                     expand_sources, load_pipeline_config)
 
 RECORD_FORMAT = "taskderain.run/1"
 
@@ -55,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     from ..config import first_difference
     from ..evaluation.stages import file_sha256
     from ..imageio import remove_stale_parts, write_bytes_atomic, write_mask, write_rgb
-    from ..pipeline import Pipeline, load_config
+    from ..pipeline import Pipeline
     from ..visualize import draw_detections, overlay_mask
 
     overrides = args.overrides + [s for s in args.sources if "=" in s and not Path(s).exists()]
     sources = [s for s in args.sources if s not in overrides]
     if not sources:
         raise CLIError("no SOURCE given (files, folders or globs)")
-    config = load_config(args.config, overrides)
+    config = load_pipeline_config(args.config, overrides)
     files = expand_sources(sources)
     check_unique_stems(files, args.out)
     check_out_not_in_sources(args.out, sources, files)

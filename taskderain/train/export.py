@@ -1,4 +1,5 @@
-"""The trained stages of a training checkpoint, as a pipeline or as stand-alone weights files.
+"""The trained stages of a training checkpoint, as a pipeline or as stand-alone weights files, and
+a run's ``config.yaml`` as a pipeline config (so ``run`` and ``eval`` take it as it is).
 
 A task-mode checkpoint (``OUT/best.pt``, ``OUT/last.pt``) holds the derainer's weights and the
 trained detector / segmenter state_dicts; the untrained stages come from the run's config (the
@@ -11,12 +12,64 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict
 
 from ..models import CheckpointError
-from .checkpoint import load_train_checkpoint
-from .config import TASK_MODES
 from ..types import PathLike
+from .checkpoint import load_train_checkpoint
+from .config import TASK_MODES, TRAIN_HEAD_DEFAULTS, with_heads
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
+
+#: the checkpoint a run's config.yaml stands for: the best validated weights, else the last
+RUN_CHECKPOINTS = ("best.pt", "last.pt")
+
+
+def is_run_config(raw: Any) -> bool:
+    """Whether a YAML mapping is a training config (``taskderain train``'s, or the ``config.yaml`` a run writes)."""
+    return isinstance(raw, dict) and "mode" in raw and "derainer" not in raw
+
+
+def run_pipeline_config(path: PathLike) -> Dict[str, Any]:
+    """The pipeline config (a raw dict for :func:`~taskderain.pipeline.load_config`) of a training
+    run's ``config.yaml``: the run's derainer (``best.pt``, else ``last.pt`` beside it; no
+    checkpoint yet: the config's start weights), its heads — those the run trained exported once
+    to ``<run>/stages-<checkpoint>/`` (:func:`export_stages`, redone when the checkpoint is newer) —
+    its rain as the evaluation rain and its device.
+
+    Raises:
+        ConfigError: not a training config. CheckpointError: a checkpoint that does not fit it.
+    """
+    from ..config import ConfigError, read_yaml
+    from .config import validate
+
+    path = Path(path)
+    raw = read_yaml(path, "train YAML")
+    if not is_run_config(raw):
+        raise ConfigError(f"{path} is not a training config (no 'mode')")
+    config = with_heads(validate(raw, str(path)))
+    run = path.parent
+    checkpoint = next((run / n for n in RUN_CHECKPOINTS if (run / n).is_file()), None)
+    m, d = config["model"], config["data"]
+    derainer = {"name": m["name"], "weights": str(checkpoint) if checkpoint else m["weights"], "options": m["options"]}
+    if config["mode"] in ("detector_on_rain", "segmenter"):
+        derainer = {"name": "identity", "weights": None, "options": {}}
+    heads = {}
+    for name, spec in (config["heads"] if config["mode"] in TASK_MODES else {}).items():
+        train_only = TRAIN_HEAD_DEFAULTS.get(spec["type"], {})
+        heads[name] = {k: v for k, v in spec.items() if not (k in train_only and v == train_only[k])}
+    if checkpoint is not None and heads:
+        stages = load_train_checkpoint(checkpoint)["train"].get("stages") or {}
+        if stages:
+            folder = run / f"stages-{checkpoint.stem}"
+            files = {n: folder / f"{n}.pt" for n in stages}
+            if not all(f.is_file() and f.stat().st_mtime >= checkpoint.stat().st_mtime for f in files.values()):
+                export_stages(checkpoint, folder, half=False)
+            for name, file in files.items():
+                heads[name] = {**heads[name], "weights": str(file), **({"cfg": None} if "cfg" in heads[name] else {}),
+                               **({"arch": None} if heads[name].get("type") == "smp" else {})}
+    rain = ({"model": d["rain"], "preset": None} if d["rain"] is not None else
+            {"preset": d["rain_preset"] if not isinstance(d["rain_intensity"], (int, float)) else None,
+             "intensity": d["rain_intensity"] if isinstance(d["rain_intensity"], (int, float)) else None})
+    return {"derainer": derainer, "heads": heads, "rain": {**rain, "seed": d["rain_seed"]}, "device": config["device"]}
 
 
 
