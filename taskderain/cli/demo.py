@@ -54,7 +54,7 @@ def pick_derainer(args: argparse.Namespace) -> Tuple[str, Optional[str], str]:
 
 def pick_detector(args: argparse.Namespace, device) -> Tuple[object, str]:
     """(Detector or None, how it was chosen / why there is none)."""
-    from ..stages import create_detector
+    from ..pipeline.build import build_head
 
     shared = shared_dir()
     choices = [(args.yolo, "--yolo"), (os.environ.get("TASKDERAIN_YOLO"), "$TASKDERAIN_YOLO")]
@@ -66,7 +66,7 @@ def pick_detector(args: argparse.Namespace, device) -> Tuple[object, str]:
         if not weights or (how.endswith("weights") and not Path(weights).is_file()):
             continue
         try:
-            return create_detector(weights=weights).to(device).eval(), f"{weights} ({how})"
+            return build_head({"type": "yolo", "weights": weights}).to(device).eval(), f"{weights} ({how})"
         except (OSError, ValueError) as exc:
             if how in ("--yolo", "$TASKDERAIN_YOLO"):
                 raise

@@ -112,12 +112,10 @@ def _first_head(config: dict, task: str) -> Optional[Dict[str, Any]]:
 
 def _stages(det_spec: Optional[Dict[str, Any]], seg_spec: Optional[Dict[str, Any]], data, imgsz, device):
     """(detector or None, segmenter or None) of the pipeline config's heads, checked against the data."""
-    from ..stages.head import create_head
+    from ..pipeline.build import build_head
 
     def build(spec: Dict[str, Any], **override: Any):
-        options = {k: v for k, v in spec.items() if k != "type"}
-        options.update({k: v for k, v in override.items() if k in options and v is not None})
-        return create_head(spec["type"], **options).to(device).eval()
+        return build_head(spec, **override).to(device).eval()
 
     detector = segmenter = None
     if det_spec is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -11,8 +10,8 @@ import torch
 from torch import nn
 
 from ..inference import (DEFAULT_MAX_PIXELS, NonFiniteOutputError, autocast, check_tiling, derain_tensor, half_dtype,
-                         module_device, resolve_device, to_uint8)
-from ..models import Derainer, create_derainer
+                         module_device, to_uint8)
+from ..models import Derainer
 from ..stages.head import TaskHead
 from ..types import PathLike
 from .config import load_config
@@ -194,19 +193,10 @@ class Pipeline(nn.Module):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "Pipeline":
-        """Build from a validated config dict (see :mod:`taskderain.pipeline.config`)."""
-        from ..stages.head import create_head
+        """Build from a validated config dict (see :mod:`taskderain.pipeline.config`): :func:`~taskderain.pipeline.build.build_pipeline`."""
+        from .build import build_pipeline
 
-        spec = config["derainer"]
-        derainer = create_derainer(spec["name"], weights=spec["weights"], **spec["options"])
-        if spec["weights"] is None and any(True for _ in derainer.parameters()):
-            warnings.warn(f"derainer {spec['name']!r} has random weights (derainer.weights is null); "
-                          "its output is meaningless until you pass a checkpoint", stacklevel=2)
-        heads = {name: create_head(h["type"], **{k: v for k, v in h.items() if k != "type"})
-                 for name, h in config["heads"].items()}
-        pipeline = cls(derainer, heads).to(resolve_device(config["device"])).eval()
-        pipeline.config = config
-        return pipeline
+        return build_pipeline(config)
 
     @classmethod
     def from_yaml(cls, path: PathLike, overrides: Iterable[str] = (), **extra: Any) -> "Pipeline":

@@ -104,7 +104,8 @@ def build_heads(config: Dict[str, Any], nc: Optional[int] = None) -> Dict[str, n
 
     ``nc``: the data's class count, checked against every detection head's (None: not checked).
     """
-    from ..stages.head import create_head, head_class
+    from ..pipeline.build import build_head
+    from ..stages.head import head_class
 
     stages = MODE_STAGES[config["mode"]]
     heads = {}
@@ -112,10 +113,7 @@ def build_heads(config: Dict[str, Any], nc: Optional[int] = None) -> Dict[str, n
         cls = head_class(spec["type"])
         if cls.task not in stages["heads"]:
             continue
-        options = {k: v for k, v in spec.items() if k != "type"}
-        if "imgsz" in cls.OPTIONS:
-            options["imgsz"] = config["data"]["imgsz"]
-        head = create_head(spec["type"], **options)
+        head = build_head(spec, imgsz=config["data"]["imgsz"])  # the training letterbox size
         if cls.task == "detection" and nc is not None and head.nc != nc:
             raise ConfigError(f"train config: 'heads.{name}' detects {head.nc} classes but data.detection "
                               f"({config['data']['detection']}) has {nc}; set heads.{name}.nc={nc} or use matching weights")
@@ -125,9 +123,9 @@ def build_heads(config: Dict[str, Any], nc: Optional[int] = None) -> Dict[str, n
 
 def build_stages(config: Dict[str, Any], nc: Optional[int]) -> Tuple[nn.Module, Dict[str, nn.Module]]:
     """(derainer, {name: head}) of a task mode (the identity derainer where the mode has none)."""
-    m = config["model"]
-    derainer = (create_derainer(m["name"], weights=m["weights"], **m["options"]) if MODE_STAGES[config["mode"]]["derainer"]
-                else create_derainer("identity"))
+    from ..pipeline.build import build_derainer
+
+    derainer = build_derainer(config["model"], warn_random=False) if MODE_STAGES[config["mode"]]["derainer"] else create_derainer("identity")
     return derainer, build_heads(config, nc)
 
 
