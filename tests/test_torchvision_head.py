@@ -133,3 +133,21 @@ def test_models_lists_the_head_types_and_loss_terms(capsys):
     rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith("loss terms")}
     assert {"yolo", "smp", "torchvision", "restoration", "detection", "segmentation"} <= set(rows)
     assert "detection" in rows["torchvision"] and "min_size" in rows["torchvision"]
+
+
+def test_a_plain_coco_state_dict_loads_with_the_coco_label_map(tmp_path):
+    """A state_dict of torchvision's 91-label COCO layout (as torchvision's own .pth files hold) maps
+    its labels to the 80 data classes; one of our layout loads as is."""
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    torch.manual_seed(0)
+    coco = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    torch.save(coco.state_dict(), tmp_path / "coco.pth")
+    head = create_head("torchvision", arch=ARCH, weights=str(tmp_path / "coco.pth"), min_size=64, max_size=96)
+    assert head.nc == 80 and head.labels[0] == 1 and head.labels[11] == 13  # COCO ids skip 12 ('N/A')
+    mine = small()
+    torch.save(mine.model.state_dict(), tmp_path / "mine.pth")
+    again = create_head("torchvision", arch=ARCH, nc=3, weights=str(tmp_path / "mine.pth"), min_size=64, max_size=96)
+    assert again.labels.tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match=r"does not fit fasterrcnn_mobilenet_v3_large_320_fpn with 5 classes"):
+        create_head("torchvision", arch=ARCH, nc=5, weights=str(tmp_path / "mine.pth"))

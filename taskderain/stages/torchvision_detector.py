@@ -41,7 +41,11 @@ COCO_LABELS = 91
 
 
 def _coco91() -> List[int]:
-    from ultralytics.utils.ops import coco80_to_coco91_class
+    """COCO category id (torchvision's label) of each of the 80 COCO class indices: ultralytics' map."""
+    from .offline import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics.data.converter import coco80_to_coco91_class
 
     return [int(i) for i in coco80_to_coco91_class()]
 
@@ -304,18 +308,26 @@ def create_torchvision_detector(arch: str = "fasterrcnn_mobilenet_v3_large_320_f
             raise ValueError(f"torchvision's {hub} weights detect the 80 COCO classes; nc={nc} needs fine-tuned "
                              "weights (a checkpoint file) or weights=null")
         label_map, categories = _coco91(), hub.meta.get("categories")
+    plain = state is not None and label_map is None
     nc = 80 if nc is None else int(nc)
-    if state is not None and label_map is None:
-        label_map = [c + 1 for c in range(nc)]
-    labels = COCO_LABELS if hub is not None else (max(label_map) + 1 if label_map else nc + 1)
+    # label layouts to try: ours (class c -> c + 1), then, for a plain COCO state_dict, torchvision's 91 COCO labels
+    layouts = [label_map] if label_map is not None else [[c + 1 for c in range(nc)]]
+    if plain and nc == 80:
+        layouts.append(_coco91())
     backbone = _hub_weights(build, "weights_backbone", weights_backbone) if weights_backbone and hub is None else None
-    model = build(weights=hub, weights_backbone=backbone, num_classes=labels, min_size=min_size, max_size=max_size)
-    if state is not None:
+    for attempt, layout in enumerate(layouts):
+        labels = COCO_LABELS if hub is not None or len(layout) < max(layout) else max(layout) + 1
+        model = build(weights=hub, weights_backbone=backbone, num_classes=labels, min_size=min_size, max_size=max_size)
+        if state is None:
+            break
         try:
             model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+            break
         except RuntimeError as exc:
-            raise ValueError(f"{weights} does not fit {arch} with {labels} labels: "
-                             f"{(str(exc).splitlines() or [''])[0]}") from None
+            if attempt == len(layouts) - 1:
+                raise ValueError(f"{weights} does not fit {arch} with {nc} classes ({labels} labels): "
+                                 f"{(str(exc).splitlines() or [''])[0]}") from None
+    label_map = layout
     if names is None:
         names = ({c: categories[label] for c, label in enumerate(label_map)} if categories
                  else {c: str(c) for c in range(nc)})
