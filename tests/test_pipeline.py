@@ -190,3 +190,10 @@ def test_demo_without_shared_uses_the_shipped_derainer_and_says_how_to_add_a_det
     rows = json.loads((tmp_path / "demo" / "demo.json").read_text())["rows"]
     rainy, derained = [r["psnr_y"] for r in rows if r["image"] == "bus.jpg"][1:]
     assert derained > rainy + 3
+    assert main(["demo", "--out", str(tmp_path / "heavy"), "--size", "128", "--preset", "heavy"]) == 0
+    assert "weights='allweather' shipped with taskderain for heavy rain" in capsys.readouterr().out
+    heavy = json.loads((tmp_path / "heavy" / "demo.json").read_text())
+    assert heavy["weights"] == "allweather"
+    for image in ("bus.jpg", "zidane.jpg"):  # heavy streaks: the all-weather weights win back > 5 dB
+        rainy, derained = [r["psnr_y"] for r in heavy["rows"] if r["image"] == image][1:]
+        assert derained > rainy + 5

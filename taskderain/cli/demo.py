@@ -5,8 +5,9 @@ shrunk to 640 px, the detector's input size), derains them, detects on the clean
 (clean | rainy | derained, detections drawn) and prints detections per image and condition.
 
 Defaults — derainer: ``--derainer/--weights``, else ``mspfn_lite`` with the weights shipped in the
-package (``weights="default"``, trained on light-to-moderate synthetic rain; the default rain is
-``medium``; ``--preset heavy --derainer prenet --weights prenet6_rain100h.pth`` for heavy rain). Detector:
+package: ``weights="default"`` (light-to-moderate synthetic rain) for ``--preset light`` / ``medium``
+(the default), ``weights="allweather"`` (the rain-zoo mixture, none to storm) for ``heavy`` / ``storm``;
+``--derainer prenet --weights prenet6_rain100h.pth`` for PReNet's heavy-rain weights. Detector:
 ``--yolo``; ``$TASKDERAIN_YOLO``; ``../shared/weights/yolov8n_coco.pt``; ultralytics' own
 ``yolov8n.pt`` (downloads when online); else none, and the demo says how to add one.
 """
@@ -45,11 +46,16 @@ def shared_dir() -> Optional[Path]:
     return next((c for c in candidates if c.is_dir()), None)
 
 
+#: the shipped weights the demo uses for each rain preset: light rain the default's, heavy rain the all-weather ones
+DEMO_WEIGHTS = {"light": "default", "medium": "default", "heavy": "allweather", "storm": "allweather"}
+
+
 def pick_derainer(args: argparse.Namespace) -> Tuple[str, Optional[str], str]:
     """(preset, weights, how it was chosen)."""
     if args.derainer:
         return args.derainer, args.weights, "--derainer"
-    return "mspfn_lite", "default", "the weights shipped with taskderain (see the README's model card)"
+    tag = DEMO_WEIGHTS.get(args.preset, "default")
+    return "mspfn_lite", tag, f"weights={tag!r} shipped with taskderain for {args.preset} rain (see the README's model card)"
 
 
 def pick_detector(args: argparse.Namespace, device) -> Tuple[object, str]:
