@@ -16,7 +16,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: preset → {tag: file name in WEIGHTS_DIR}
 PRETRAINED: Dict[str, Dict[str, str]] = {
-    # default: light synthetic streaks (32.7 dB Rain100L); allweather: the rain-zoo mixture, interim
+    # default: light synthetic streaks (32.7 dB Rain100L); allweather: the rain-zoo mixture (27.8 dB Rain100L), interim
     "mspfn_lite": {"default": "mspfn_lite-synthrain-coco.pt", "allweather": "mspfn_lite-allweather.pt"},
 }
 
