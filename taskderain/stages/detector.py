@@ -192,12 +192,8 @@ class Detector(TaskHead):
 
         if images.ndim == 3:
             images = images[None]
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             out = self(images)
-        finally:
-            self.train(was_training)
         check_nms(self.conf if conf is None else conf, self.iou if iou is None else iou,
                   self.max_det if max_det is None else max_det)
         budget = self.max_time_img if time_limit else None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from torch import nn
 
 
@@ -30,6 +33,16 @@ class FreezableStage(nn.Module):
     def trainable(self, name: str) -> bool:
         """Whether parameter ``name`` is trained when unfrozen (all, unless a stage says otherwise)."""
         return True
+
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator["FreezableStage"]:
+        """Eval mode inside the block, the previous mode restored after it (what ``predict`` runs in)."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     def train(self, mode: bool = True) -> "FreezableStage":
         """As ``nn.Module.train``, except that a frozen stage stays in eval mode."""

@@ -222,12 +222,8 @@ class Segmenter(TaskHead):
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """Class-id masks (B,H,W) long of (B,C_in,H,W) float images in [0,1] (eval mode, no autograd)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             return self(images).argmax(1)
-        finally:
-            self.train(was_training)
 
     def criterion(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Dice + cross-entropy (weights 1 : 1) of logits (B,C,H,W) against masks (B,H,W) long.

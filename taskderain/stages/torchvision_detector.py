@@ -23,8 +23,9 @@ in eval mode, so the statistics never move.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -32,12 +33,10 @@ from torch import nn
 from ..inference import check_images
 from .head import TaskHead, register_head
 from .offline import WeightsNotFoundError, host_reachable
-from .results import Detections
 from ..types import PathLike
+from .results import Detections
 
 FORMAT = "taskderain.torchvision_detector/1"
-#: torchvision's COCO label count (category ids 1..90 plus the background)
-COCO_LABELS = 91
 
 
 def _coco91() -> List[int]:
@@ -87,6 +86,41 @@ def _hub_weights(build: Any, param: str, name: str) -> Any:
 
 def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.modules.dropout._DropoutNd))
+
+
+@contextlib.contextmanager
+def _detection_logic(model: nn.Module, training: bool) -> Iterator[None]:
+    """The model's detection logic (transform, RPN, heads, postprocessing) in ``training`` mode inside
+    the block while BatchNorm and dropout keep their own mode; every mode restored after it."""
+    was = {m: m.training for m in model.modules()}
+    for m in model.modules():
+        if not _is_norm(m):
+            m.training = training
+    try:
+        yield
+    finally:
+        for m, mode in was.items():
+            m.training = mode
+
+
+class _PostSetting:
+    """A head setting stored on the torchvision model's postprocessing (``roi_heads`` for the
+    two-stage models, the model itself otherwise), so it is never out of sync with it."""
+
+    def __init__(self, attribute: str, kind: type) -> None:
+        self.attribute, self.kind = attribute, kind
+
+    def __get__(self, head: Any, owner: Any = None) -> Any:
+        if head is None:
+            return self
+        return self.kind(getattr(_postprocessing(head.model), self.attribute))
+
+    def __set__(self, head: Any, value: Any) -> None:
+        setattr(_postprocessing(head.model), self.attribute, self.kind(value))
+
+
+def _postprocessing(model: nn.Module) -> Any:
+    return model.roi_heads if hasattr(model, "roi_heads") else model
 
 
 @register_head("torchvision")
@@ -139,32 +173,9 @@ class TorchvisionDetector(TaskHead):
         self.train(model.training)
 
     # --- postprocessing settings, written through to the torchvision model -------------------
-    def _post(self) -> Any:
-        return self.model.roi_heads if hasattr(self.model, "roi_heads") else self.model
-
-    @property
-    def conf(self) -> float:
-        return float(self._post().score_thresh)
-
-    @conf.setter
-    def conf(self, value: float) -> None:
-        self._post().score_thresh = float(value)
-
-    @property
-    def iou(self) -> float:
-        return float(self._post().nms_thresh)
-
-    @iou.setter
-    def iou(self, value: float) -> None:
-        self._post().nms_thresh = float(value)
-
-    @property
-    def max_det(self) -> int:
-        return int(self._post().detections_per_img)
-
-    @max_det.setter
-    def max_det(self, value: int) -> None:
-        self._post().detections_per_img = int(value)
+    conf = _PostSetting("score_thresh", float)
+    iou = _PostSetting("nms_thresh", float)
+    max_det = _PostSetting("detections_per_img", int)
 
     @property
     def imgsz(self) -> tuple:
@@ -182,27 +193,16 @@ class TorchvisionDetector(TaskHead):
         """torchvision's detections (``boxes`` xyxy in the pixels of ``images``, ``scores``,
         ``labels``) of (B,3,H,W) float images in [0,1], with the module's BatchNorm mode; training
         losses come from :meth:`loss`."""
-        was = {m: m.training for m in self.model.modules()}
-        for m in self.model.modules():  # torchvision's detection logic returns detections only in eval mode
-            if not _is_norm(m):
-                m.training = False
-        try:
+        with _detection_logic(self.model, training=False):  # torchvision returns detections only in eval mode
             return self.model(self._inputs(images))
-        finally:
-            for m, mode in was.items():
-                m.training = mode
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor) -> List[Detections]:
         """One :class:`Detections` per image (eval mode), boxes in the pixels of ``images``."""
         if images.ndim == 3:
             images = images[None]
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating():
             out = self(images)
-        finally:
-            self.train(was_training)
         results = []
         for det in out:
             classes = self.classes_of_label[det["labels"].clamp(0, len(self.classes_of_label) - 1)]
@@ -237,15 +237,8 @@ class TorchvisionDetector(TaskHead):
         Differentiable with respect to ``images``; BatchNorm keeps the module's mode (a frozen head
         keeps its statistics)."""
         targets = self.targets(images, batch)
-        was = {m: m.training for m in self.model.modules()}
-        for m in self.model.modules():  # the detection logic in training, BatchNorm / dropout as they are
-            if not _is_norm(m):
-                m.training = True
-        try:
+        with _detection_logic(self.model, training=True):  # torchvision gives losses only in training
             losses = self.model(self._inputs(images), targets)
-        finally:
-            for m, mode in was.items():
-                m.training = mode
         return {k[5:] if k.startswith("loss_") else k: v for k, v in losses.items()}
 
     # --- checkpoints ----------------------------------------------------------------------------
@@ -316,7 +309,7 @@ def create_torchvision_detector(arch: str = "fasterrcnn_mobilenet_v3_large_320_f
         layouts.append(_coco91())
     backbone = _hub_weights(build, "weights_backbone", weights_backbone) if weights_backbone and hub is None else None
     for attempt, layout in enumerate(layouts):
-        labels = COCO_LABELS if hub is not None or len(layout) < max(layout) else max(layout) + 1
+        labels = max(layout) + 1  # ours: nc + 1; torchvision's COCO layout: 91
         model = build(weights=hub, weights_backbone=backbone, num_classes=labels, min_size=min_size, max_size=max_size)
         if state is None:
             break
