@@ -116,11 +116,12 @@ def test_intensity_sweep_is_clean_plus_the_presets_bit_for_bit():
     assert zoo[2].model.name == "garg_nayar" and zoo[2].rain_key()["params"]["intensity"] == 0.5
     assert zoo[3].rain_key()["params"]["exclude"] == ["raindrops", "drizzle"] and not zoo[3].is_clean
     image = (np.random.default_rng(0).random((32, 40, 3)) * 255).astype(np.uint8)
-    assert not zoo[2].changes_tone and zoo[2].reference(image, "a", 0) is image  # no camera: score against clean
+    assert not zoo[2].changes_tone and zoo[2].pair(image, "a", 0)[1] is image  # no camera: score against clean
     assert zoo[3].changes_tone  # the mix draws camera effects: its reference is the camera's scene view
     toned = parse_rain("garg_nayar:{intensity: 0.5, camera: {strength: 1.0, noise: 0, shot: 0, jpeg: null}}")[1]
-    reference = toned.reference(image, "a", 0)
+    rainy, reference = toned.pair(image, "a", 0)
     assert toned.changes_tone and reference.shape == image.shape and reference.mean() < image.mean() - 5
+    assert np.array_equal(rainy, toned.apply(image, "a", 0))  # the rain of the same rendering
     from taskderain.evaluation.conditions import conditions_from_config
 
     configured = conditions_from_config({"model": {"name": "garg_nayar", "intensity": 0.6}})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,15 +50,16 @@ class RainCondition:
 
     @property
     def changes_tone(self) -> bool:
-        """Whether the rain has camera effects, so that :meth:`reference` is not the clean image."""
+        """Whether the rain has camera effects, so that the reference of :meth:`pair` is not the clean image."""
         return self.model is not None and bool(getattr(self.model, "changes_tone", False))
 
-    def reference(self, image: np.ndarray, image_id: str, seed: int) -> np.ndarray:
-        """What a derainer's output is scored against: the clean image, or — for rain with camera
-        effects — the clean image through the same camera tone (``RainModel.apply_pair``)."""
+    def pair(self, image: np.ndarray, image_id: str, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(:meth:`apply`, what a derainer's output is scored against) from one rendering: the clean
+        image, or — for rain with camera effects — the clean image through the same camera tone
+        (``RainModel.apply_pair``)."""
         if not self.changes_tone:
-            return image
-        return self.model.apply_pair(image, image_seed(str(image_id), seed))[1]
+            return self.apply(image, image_id, seed), image
+        return self.model.apply_pair(image, image_seed(str(image_id), seed))
 
     def describe(self) -> Dict[str, Any]:
         """JSON-friendly record: name, intensity and the rain's every parameter."""

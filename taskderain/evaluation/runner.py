@@ -213,8 +213,13 @@ class Evaluation:
             image_sha = file_sha256(sample["path"])
             for cond in self.conditions:
                 rain: Dict[str, Any] = {}
-                reference = (resize_image(cond.reference(sample["image"], str(sample["id"]), s.seed), geometry)
-                             if cond.changes_tone else clean)
+                reference = clean
+                if cond.changes_tone:  # the reference needs the rain's draws: render both once, now
+                    start = time.perf_counter()
+                    rainy, reference = cond.pair(sample["image"], str(sample["id"]), s.seed)
+                    rain.update(image=resize_image(rainy, geometry), time=time.perf_counter() - start)
+                    reference = resize_image(reference, geometry)
+                    accs[(cond.name, self.derainers[0].label)].computed["rain"] += 1
                 for spec in self.derainers:
                     acc = accs[(cond.name, spec.label)]
                     derained, dkey = self._derained(spec, cond, sample, image_sha, geometry, rain, acc)

@@ -75,7 +75,7 @@ class Step:
 
     @property
     def derainer_trains(self) -> bool:
-        return any(p.requires_grad for p in self.pipeline.derainer.parameters())
+        return derainer_trains(self.pipeline)
 
     def head_loss(self, name: str) -> Optional[Dict[str, torch.Tensor]]:
         """``pipeline.head(name).loss(derained, batch)`` (float32 terms, computed once per step), or
@@ -87,6 +87,11 @@ class Step:
             with self.autocast():
                 self._head_losses[name] = {k: v.float() for k, v in head.loss(self.derained, self.batch).items()}
         return self._head_losses[name]
+
+
+def derainer_trains(pipeline: Any) -> bool:
+    """Whether the pipeline's derainer has trainable parameters."""
+    return any(p.requires_grad for p in pipeline.derainer.parameters())
 
 
 def register_loss_term(name: str) -> Callable[[TermFn], TermFn]:
@@ -291,7 +296,7 @@ def restoration(step: Step) -> Optional[torch.Tensor]:
     return mspfn_loss(step.derained.float(), step.clean)
 
 
-restoration.applies = lambda pipeline: any(p.requires_grad for p in pipeline.derainer.parameters())  # type: ignore[attr-defined]
+restoration.applies = derainer_trains  # type: ignore[attr-defined]
 register_loss_term("detection")(_task_term("detection"))
 register_loss_term("segmentation")(_task_term("segmentation"))
 

@@ -105,6 +105,26 @@ class RainModel:
         """Whether targets can differ from the clean image (camera effects on; see :meth:`apply_pair`)."""
         return self._camera_on()
 
+    def _before_camera(self, image: np.ndarray, seed: SeedLike) -> Tuple[np.random.Generator, Optional[np.ndarray], np.ndarray]:
+        """(generator, the clean image as float32 or None, the rain before any camera): without
+        camera effects the rain in the image's dtype and None; with them both in float32 (the camera
+        then rounds once, as a camera does). The generator has made the rain's draws."""
+        check_image(image)
+        rng = as_generator(seed)
+        if not self._camera_on():
+            return rng, None, (self._rain(image, rng) if self.intensity > 0 else image.copy())
+        x = as_float32(image)
+        return rng, x, (self._rain_float(x, rng) if self.intensity > 0 else x)
+
+    def _before_camera_torch(self, images: torch.Tensor, seeds: SeedsLike) -> Tuple[List[np.random.Generator], torch.Tensor]:
+        """Torch twin of :meth:`_before_camera`: (generators, the rain of the float32 batch)."""
+        check_batch(images)
+        generators = generators_for(seeds, images.shape[0])
+        if self.intensity <= 0 and not self._camera_on():
+            return generators, images.clone()
+        x = images.float()
+        return generators, (self._rain_torch(x, generators) if self.intensity > 0 else x.clone())
+
     def apply(self, image: np.ndarray, seed: SeedLike) -> np.ndarray:
         """Rain on one (H, W, 3) RGB image, uint8 or float in [0, 1]; same shape and dtype.
 
@@ -112,13 +132,8 @@ class RainModel:
         returns a copy. With camera effects the rain stays in float32 until the camera has acted
         (one rounding to 8 bits at the end, as in a camera), exactly as in :meth:`apply_torch`.
         """
-        check_image(image)
-        rng = as_generator(seed)
-        if not self._camera_on():
-            return self._rain(image, rng) if self.intensity > 0 else image.copy()
-        x = as_float32(image)
-        y = self._rain_float(x, rng) if self.intensity > 0 else x
-        return camera_float(y, self.camera, rng, like_dtype=image.dtype)
+        rng, x, y = self._before_camera(image, seed)
+        return y if x is None else camera_float(y, self.camera, rng, like_dtype=image.dtype)
 
     def apply_torch(self, images: torch.Tensor, seeds: SeedsLike) -> torch.Tensor:
         """Rain on a (B, 3, H, W) float batch in [0, 1] on any device; one seed per image.
@@ -128,12 +143,7 @@ class RainModel:
         8-bit image within 2/255 (bit-equal on the CPU for the zoo's own families; JPEG caveat in
         :mod:`~taskderain.rain.zoo.camera`).
         """
-        check_batch(images)
-        generators = generators_for(seeds, images.shape[0])
-        if self.intensity <= 0 and not self._camera_on():
-            return images.clone()
-        x = images.float()
-        out = self._rain_torch(x, generators) if self.intensity > 0 else x.clone()
+        generators, out = self._before_camera_torch(images, seeds)
         if self._camera_on():
             out = apply_camera_torch(out, self.camera, generators)
         return out.to(images.dtype)
@@ -141,25 +151,17 @@ class RainModel:
     def apply_pair(self, image: np.ndarray, seed: SeedLike) -> Tuple[np.ndarray, np.ndarray]:
         """(rainy, target) of one (H, W, 3) image: ``apply(image, seed)`` and the camera's scene view
         of the clean image (a copy of it without camera effects); both in the image's dtype."""
-        check_image(image)
-        rng = as_generator(seed)
-        if not self._camera_on():
-            return (self._rain(image, rng) if self.intensity > 0 else image.copy()), image.copy()
-        x = as_float32(image)
-        y = self._rain_float(x, rng) if self.intensity > 0 else x
+        rng, x, y = self._before_camera(image, seed)
+        if x is None:
+            return y, image.copy()
         return camera_pair(x, y, self.camera, rng, like_dtype=image.dtype)
 
     def apply_pair_torch(self, images: torch.Tensor, seeds: SeedsLike) -> Tuple[torch.Tensor, torch.Tensor]:
         """Torch twin of :meth:`apply_pair` for a (B, 3, H, W) float batch: (rainy, target)."""
-        check_batch(images)
-        generators = generators_for(seeds, images.shape[0])
-        if self.intensity <= 0 and not self._camera_on():
-            return images.clone(), images.clone()
-        x = images.float()
-        out = self._rain_torch(x, generators) if self.intensity > 0 else x.clone()
+        generators, out = self._before_camera_torch(images, seeds)
         if not self._camera_on():
             return out.to(images.dtype), images.clone()
-        out, view = camera_pair_torch(x, out, self.camera, generators)
+        out, view = camera_pair_torch(images.float(), out, self.camera, generators)
         return out.to(images.dtype), view.to(images.dtype)
 
     def _rain_float(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
