@@ -298,10 +298,11 @@ def test_metrics_lift_the_nms_time_budget(monkeypatch):
     det.predict(x)
     det.predict(x, multi_label=True, time_limit=False)
     assert seen == [(0.05, False), (math.inf, True)]
-    from taskderain.evaluation.tasks import detect_uint8, eval_geometry
+    from taskderain.evaluation.geometry import plan_geometries
+    from taskderain.evaluation.tasks import detect_uint8
 
     image = (x[0].permute(1, 2, 0) * 255).byte().numpy()
-    detect_uint8(det, image, eval_geometry(image.shape, 64))
+    detect_uint8(det, image, plan_geometries([image.shape[:2]], 64)[0])
     assert seen[-1] == (math.inf, True)
 
 

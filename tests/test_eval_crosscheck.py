@@ -30,6 +30,19 @@ def test_pycocotools_and_ultralytics_agree_on_the_same_predictions(shared, tmp_p
     assert 0.4 < theirs < 0.9  # a pretrained detector on clean images, boxes mapped back to the right pixels
     # the metric alone (same predictions): interpolation and matching differ, within 1.5 points
     assert abs(same_preds - theirs) < 0.015
-    # taskderain's own path (its resize, letterbox and NMS): the input padding differs by half a stride
-    assert abs(ours - theirs) < 0.03
+    # taskderain's own evaluator (its geometry, NMS and COCOeval) on the same images: the same predictions
+    assert abs(ours - same_preds) <= 0.002
     assert _snapshot(shared / "data" / "coco128") == before  # ultralytics ran on a copy: nothing written there
+
+
+@pytest.mark.parametrize("imgsz", [640, 320])
+def test_evaluator_oracle_on_coco128(shared, tmp_path, imgsz):
+    """Issue 12's oracle: identity derainer, clean images -> the evaluator's mAP50-95 equals pycocotools on
+    ultralytics' own ``val()`` predictions (default batch 16, its rect canvases) within 0.002, all 128 images."""
+    result = ultralytics_crosscheck(shared / "weights" / "yolov8n_coco.pt", shared / "data" / "coco128" / "coco128.yaml",
+                                    imgsz=imgsz, allow_unpaired_labels=True, workdir=tmp_path)
+    assert result["n_images"] == 128 and result["batch"] == 16
+    same_preds, ours = (result[k]["map50_95"] for k in ("pycocotools_on_ultralytics", "taskderain"))
+    assert {640: 0.40, 320: 0.30}[imgsz] < same_preds < {640: 0.55, 320: 0.45}[imgsz]
+    assert abs(ours - same_preds) <= 0.002
+    assert abs(result["taskderain"]["map50"] - result["pycocotools_on_ultralytics"]["map50"]) <= 0.002

@@ -176,27 +176,30 @@ def test_joint_resume_equals_uninterrupted(yolo_data, tmp_path):
 
 
 def test_validation_maps_boxes_to_original_pixels(yolo_data, tmp_path, monkeypatch):
-    """A detector that returns the letterboxed ground truth scores mAP 1: the ratio_pad mapping is right."""
+    """A detector that returns the ground truth on its canvas scores mAP 1: the evaluator's geometry
+    (ultralytics' validator letterbox) and its mapping back to original pixels are right."""
     from taskderain.stages.results import Detections
-    from taskderain.train.tasks import validate_task
+    from taskderain.train.tasks import task_evaluation, validate_task
 
     trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run"), ["data.imgsz=32"]))
     task, detector = trainer.task, trainer.pipeline.detector
-    truth = iter([task.val[i] for i in task.val_indices])
+    geometries = task_evaluation(trainer.pipeline, task, torch.device("cpu"), None).geometries()
+    truth = iter([(task.val.dataset[i], geometries[i]) for i in task.val_indices])
 
     def predict(images, **kwargs):
-        assert kwargs == {"multi_label": True, "time_limit": False}  # as ultralytics' validator, load-independent
-        out = []
-        for _ in range(images.shape[0]):
-            s = truth.__next__()
-            h, w = images.shape[-2:]
-            xywh = torch.as_tensor(s["bboxes"]) * torch.tensor([w, h, w, h])
-            xyxy = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
-            out.append(Detections(xyxy, torch.ones(len(xyxy)), torch.as_tensor(s["cls"]).long(), detector.names))
-        return out
+        # as ultralytics' validator: load-independent multi-label NMS, on the canvas it was given
+        assert kwargs == {"multi_label": True, "time_limit": False, "letterboxed": True}
+        sample, g = next(truth)
+        assert tuple(images.shape[-2:]) == g.canvas
+        (gain_h, gain_w), (left, top) = g.ratio_pad
+        h0, w0 = g.orig_shape
+        xywh = torch.as_tensor(sample["bboxes"]) * torch.tensor([w0 * gain_w, h0 * gain_h, w0 * gain_w, h0 * gain_h])
+        xyxy = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1) + torch.tensor(
+            [left, top, left, top])
+        return [Detections(xyxy, torch.ones(len(xyxy)), torch.as_tensor(sample["cls"]).long(), detector.names)]
 
     monkeypatch.setattr(detector, "predict", predict)
-    metrics = validate_task(trainer.pipeline, task, 2, torch.device("cpu"), None)
+    metrics = validate_task(trainer.pipeline, task, torch.device("cpu"), None)
     assert metrics["map50_95"] == pytest.approx(1.0) and metrics["map50"] == pytest.approx(1.0)
 
 

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default OUT/cache); share it between runs")
     parser.add_argument("--imgsz", type=int, default=None, help="longest image side (default: CONFIG's detector.imgsz)")
+    parser.add_argument("--batch", type=int, default=16,
+                        help="ultralytics' validator batch whose rect canvases the detector sees (default 16, as "
+                             "YOLO.val); the images are still run one by one")
     parser.add_argument("--seed", type=int, default=None, help="rain seed (default: CONFIG's rain.seed)")
     parser.add_argument("--conf", type=float, default=0.001, help="detector confidence threshold for mAP (default 0.001)")
     parser.add_argument("--iou", type=float, default=0.7, help="detector NMS IoU for mAP (default 0.7)")
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--limit must be >= 1, got {args.limit}")
     if args.imgsz is not None and args.imgsz < 1:
         raise CLIError(f"--imgsz must be a positive number of pixels, got {args.imgsz}")
+    if args.batch < 1:
+        raise CLIError(f"--batch must be >= 1, got {args.batch}")
     for name in ("conf", "iou"):
         if not 0 <= getattr(args, name) <= 1:
             raise CLIError(f"--{name} must be in [0, 1], got {getattr(args, name)}")
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     det_spec, seg_spec = (_first_head(config, task) for task in ("detection", "segmentation"))
     detector, segmenter = _stages(det_spec, seg_spec, data, args.imgsz, device)
     imgsz = args.imgsz if args.imgsz is not None else ((det_spec or {}).get("imgsz") or 640)
-    settings = EvalSettings(imgsz=imgsz, seed=config["rain"]["seed"] if args.seed is None else args.seed,
+    settings = EvalSettings(imgsz=imgsz, batch=args.batch, seed=config["rain"]["seed"] if args.seed is None else args.seed,
                             conf=args.conf, iou=args.iou, max_det=(det_spec or {}).get("max_det") or 300,
                             dtype=half_dtype(device) if config["half"] else None, tile=config["tile"],
                             overlap=config["overlap"], max_pixels=config["max_pixels"],

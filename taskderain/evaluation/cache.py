@@ -30,10 +30,12 @@ def cache_key(**parts: Any) -> str:
 
 
 class EvalCache:
-    """Per-image results on disk. ``hits`` / ``misses`` count lookups per kind."""
+    """Per-image results on disk (``root=None``: nothing kept, every lookup a miss — for weights
+    that change between evaluations, as in training validation). ``hits`` / ``misses`` count
+    lookups per kind."""
 
-    def __init__(self, root: PathLike) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Optional[PathLike]) -> None:
+        self.root = None if root is None else Path(root)
         self.hits: Dict[str, int] = {}
         self.misses: Dict[str, int] = {}
 
@@ -46,6 +48,9 @@ class EvalCache:
 
     def get_json(self, kind: str, key: str) -> Optional[Dict[str, Any]]:
         """The JSON entry, or None (counted as a miss) when absent or unreadable."""
+        if self.root is None:
+            self._count(kind, False)
+            return None
         path = self._path(kind, key, ".json")
         try:
             value = json.loads(path.read_text())
@@ -56,6 +61,8 @@ class EvalCache:
         return value
 
     def put_json(self, kind: str, key: str, value: Dict[str, Any]) -> None:
+        if self.root is None:
+            return
         write_bytes_atomic(self._path(kind, key, ".json"), json.dumps(value).encode())
 
     def get_image(self, kind: str, key: str, mask: bool = False) -> Optional[Tuple[np.ndarray, Dict[str, Any]]]:
@@ -74,6 +81,8 @@ class EvalCache:
 
     def put_image(self, kind: str, key: str, array: np.ndarray, meta: Dict[str, Any], mask: bool = False) -> None:
         """Write the PNG, then the JSON that marks the entry complete."""
+        if self.root is None:
+            return
         path = self._path(kind, key, ".png")
         write_mask(path, array) if mask else write_rgb(path, array)
         self.put_json(kind, key, meta)

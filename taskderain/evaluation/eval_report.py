@@ -34,17 +34,21 @@ def protocol_lines(settings: EvalSettings, segmentation: bool) -> List[str]:
     """The protocol statements every report carries."""
     s = settings
     lines = [
-        f"Image size: longest side {s.imgsz} px (aspect kept, area-averaging when shrinking and bilinear when "
-        f"enlarging as ultralytics' validator loads images, no padding); synthetic rain (taskderain.rain) is added "
-        f"at the original resolution before the resize, per image with seed image_seed(image id, {s.seed}).",
-        "Derained images are quantised to 8 bits (rounded) before any metric or task head sees them.",
+        f"Geometry: ultralytics' validator letterbox — longest side {s.imgsz} px (aspect kept, bilinear, sides "
+        f"rounded up, as its validator loads images); the derainer, PSNR/SSIM and the segmenter see that content; "
+        f"the detector sees it centred on its rect-batch canvas (images sorted by aspect ratio, {s.batch} per "
+        f"canvas, {s.pad} stride of padding, grey border), boxes mapped back with the validator's ratio_pad. "
+        f"Synthetic rain (taskderain.rain) is added at the original resolution before the resize, per image with "
+        f"seed image_seed(image id, {s.seed}).",
+        "Quantisation: derained images are rounded to 8 bits before any metric or task head sees them.",
         f"PSNR-Y / SSIM-Y: {describe_protocol('y', True)}; derained vs clean at the evaluation size, mean over "
         f"images. Derainer precision: {'fp32' if s.dtype is None else str(s.dtype).replace('torch.', '')}"
         + (f", tiles of {s.tile} px" if s.tile else f", images above {s.max_pixels:,} px tiled automatically"
            if s.max_pixels else "") + ".",
         f"Detection: {DETECTION_PROTOCOL}; in-memory COCO ground truth from the dataset's labels at the original "
-        f"resolution, detections mapped back to original pixels; NMS conf {s.conf}, IoU {s.iou}, max {s.max_det} "
-        "detections (ultralytics' validator settings). ultralytics' own validator reports a close but not identical "
+        f"resolution, detections mapped back to original pixels; NMS: ultralytics' non_max_suppression, "
+        f"multi-label, conf {s.conf}, IoU {s.iou}, max {s.max_det} detections, no time limit (its validator's "
+        "settings). ultralytics' own validator reports a close but not identical "
         "mAP (it matches by IoU and integrates a linearly interpolated precision envelope with the trapezoid rule; "
         "COCOeval matches greedily by score and averages the step envelope at 101 recall points).",
     ]

@@ -11,7 +11,6 @@ import numpy as np
 from ..imageio import write_bytes_atomic, write_rgb
 from ..stages.results import Detections
 from ..visualize import draw_detections, make_panel
-from .tasks import boxes_on_resized
 from ..types import PathLike
 
 PANELS = (("map50_95", "mAP50-95 (%)", 100.0), ("map50", "mAP50 (%)", 100.0), ("miou", "mIoU (%)", 100.0))
@@ -100,7 +99,7 @@ def _draw(output: Any, view: Any, names: Dict[int, str], min_score: float) -> np
 
     image, (boxes, scores, classes) = output
     keep = scores >= min_score
-    dets = Detections(torch.as_tensor(boxes_on_resized(boxes[keep], view.geometry)),
+    dets = Detections(torch.as_tensor(view.geometry.to_resized(boxes[keep])),
                       torch.as_tensor(scores[keep]), torch.as_tensor(classes[keep]), names)
     return draw_detections(image, dets)
 

@@ -27,8 +27,9 @@ from ..stages.detector import check_nms
 from .cache import EvalCache, cache_key
 from .conditions import RainCondition
 from .dataset import EvalData
+from .geometry import ValidatorGeometry, image_shape, plan_geometries
 from .stages import DerainerSpec, file_sha256, module_digest
-from .tasks import detect_uint8, eval_geometry, resize_image, resize_mask, segment_uint8
+from .tasks import detect_uint8, segment_uint8
 
 STAGES = ("rain", "derain", "detect", "segment", "metrics")
 IGNORE = 255
@@ -40,6 +41,9 @@ class EvalSettings:
 
     Attributes:
         imgsz: longest image side the derainer and the task heads see, px.
+        batch, pad: ultralytics' validator rect batching (:mod:`~taskderain.evaluation.geometry`):
+            images sorted by aspect ratio, ``batch`` of them share one canvas, padded by ``pad``
+            strides; the detector sees each image on its canvas, as ``YOLO.val(batch=...)`` does.
         seed: rain seed (per image: ``image_seed(image id, seed)``).
         conf, iou, max_det: detector NMS for mAP (defaults = ultralytics' validator: 0.001, 0.7, 300).
         dtype: autocast dtype for the derainer (None = fp32). ``tile``: derain in tiles of N px;
@@ -49,6 +53,8 @@ class EvalSettings:
     """
 
     imgsz: int = 640
+    batch: int = 16
+    pad: float = 0.5
     seed: int = 0
     conf: float = 0.001
     iou: float = 0.7
@@ -63,6 +69,10 @@ class EvalSettings:
         check_tiling(self.tile, self.overlap, self.max_pixels)
         if not isinstance(self.imgsz, int) or isinstance(self.imgsz, bool) or self.imgsz < 1:
             raise ValueError(f"imgsz must be a positive number of pixels, got {self.imgsz!r}")
+        if not isinstance(self.batch, int) or isinstance(self.batch, bool) or self.batch < 1:
+            raise ValueError(f"batch (images per validator canvas group) must be >= 1, got {self.batch!r}")
+        if not 0 <= self.pad <= 2:
+            raise ValueError(f"pad must be in [0, 2] strides, got {self.pad!r}")
         check_nms(self.conf, self.iou, self.max_det)
 
 
@@ -84,7 +94,7 @@ class SampleView:
     """What the sample grid draws for one image: the clean image and each (condition, derainer) output."""
 
     image_id: str
-    geometry: Any
+    geometry: ValidatorGeometry
     clean: np.ndarray
     outputs: Dict[Tuple[str, str], Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(
         default_factory=dict)
@@ -119,7 +129,23 @@ class Evaluation:
         self.use_masks = segmenter is not None and data.masks is not None
         self.det_digest = module_digest(detector) if detector is not None else None
         self.seg_digest = module_digest(segmenter) if self.use_masks else None
+        self.stride = int(getattr(detector, "stride", 32) or 32)
         self.samples: List[SampleView] = []
+
+    def geometries(self) -> Dict[int, ValidatorGeometry]:
+        """The validator geometry of every evaluated image (dataset index → geometry), planned over
+        the whole set in ultralytics' dataset order (sorted paths), from the image headers."""
+        paths = {index: path for index, (path, _, _) in zip(self.data.indices, self.data.labels)}
+        order = sorted(paths, key=lambda i: str(paths[i]))
+        shapes = []
+        for index in order:
+            try:
+                shapes.append(image_shape(paths[index]))
+            except Exception as exc:  # noqa: BLE001 - PIL raises many types for unreadable files
+                raise ValueError(f"cannot read the size of image {paths[index]}: {exc}") from None
+        s = self.settings
+        planned = plan_geometries(shapes, s.imgsz, s.batch, self.stride, s.pad)
+        return dict(zip(order, planned))
 
     def _accumulators(self) -> Dict[Tuple[str, str], Accumulator]:
         out = {}
@@ -132,12 +158,12 @@ class Evaluation:
         return out
 
     def _derained(self, spec: DerainerSpec, cond: RainCondition, sample: Dict[str, Any], image_sha: str,
-                  geometry: Any, rain: Dict[str, Any], acc: Accumulator) -> Tuple[np.ndarray, str]:
+                  geometry: ValidatorGeometry, rain: Dict[str, Any], acc: Accumulator) -> Tuple[np.ndarray, str]:
         s = self.settings
-        tile = choose_tile(*geometry.new_shape, s.tile, s.max_pixels, s.overlap)  # what the derainer sees
+        tile = choose_tile(*geometry.resized, s.tile, s.max_pixels, s.overlap)  # what the derainer sees
         key = cache_key(kind="derained", derainer=spec.digest, rain=cond.rain_key(),
                         seed=None if cond.is_clean else s.seed, image_id=str(sample["id"]), image=image_sha,
-                        imgsz=s.imgsz, tile=tile, dtype=str(s.dtype),
+                        imgsz=s.imgsz, resize="validator", tile=tile, dtype=str(s.dtype),
                         **({"overlap": s.overlap} if tile is not None and s.overlap != 64 else {}))
         hit = self.cache.get_image("derained", key)
         if hit is not None:
@@ -146,7 +172,7 @@ class Evaluation:
             if "image" not in rain:  # once per (image, condition), shared by the derainers
                 start = time.perf_counter()
                 rainy = cond.apply(sample["image"], str(sample["id"]), s.seed)
-                rain["image"] = resize_image(rainy, geometry)
+                rain["image"] = geometry.resize(rainy)
                 rain["time"] = time.perf_counter() - start
                 acc.computed["rain"] += 1
             start = time.perf_counter()
@@ -162,10 +188,10 @@ class Evaluation:
         acc.time["derain"] += meta["derain_s"]
         return derained, key
 
-    def _detections(self, derained: np.ndarray, dkey: str, geometry: Any, acc: Accumulator):
+    def _detections(self, derained: np.ndarray, dkey: str, geometry: ValidatorGeometry, acc: Accumulator):
         s = self.settings
         key = cache_key(kind="detections", derained=dkey, detector=self.det_digest, conf=s.conf, iou=s.iou,
-                        max_det=s.max_det, imgsz=list(self.detector.imgsz), nms="multi_label")
+                        max_det=s.max_det, nms="multi_label", **geometry.key())
         entry = self.cache.get_json("detections", key)
         if entry is None:
             start = time.perf_counter()
@@ -197,13 +223,16 @@ class Evaluation:
         accs = self._accumulators()
         self.samples = []
         s = self.settings
+        geometries = self.geometries()
         for index in tqdm(self.data.indices, desc="eval", unit="img", disable=not progress):
             sample = self.data.dataset[index]
-            geometry = eval_geometry(sample["image"].shape, s.imgsz)
-            clean = resize_image(sample["image"], geometry)
+            geometry = geometries[index]
+            if tuple(sample["image"].shape[:2]) != geometry.orig_shape:  # header and decoded pixels disagree
+                geometry = ValidatorGeometry.plan(sample["image"].shape[:2], s.imgsz, geometry.canvas)
+            clean = geometry.resize(sample["image"])
             gt_mask = None
             if self.use_masks and "mask" in sample:
-                gt_mask = resize_mask(sample["mask"], geometry, IGNORE)
+                gt_mask = geometry.resize_mask(sample["mask"])
                 if not (gt_mask != IGNORE).any():
                     gt_mask = None  # no labelled pixel (no mask file): nothing to score
             view = None
@@ -217,8 +246,8 @@ class Evaluation:
                 if cond.changes_tone:  # the reference needs the rain's draws: render both once, now
                     start = time.perf_counter()
                     rainy, reference = cond.pair(sample["image"], str(sample["id"]), s.seed)
-                    rain.update(image=resize_image(rainy, geometry), time=time.perf_counter() - start)
-                    reference = resize_image(reference, geometry)
+                    rain.update(image=geometry.resize(rainy), time=time.perf_counter() - start)
+                    reference = geometry.resize(reference)
                     accs[(cond.name, self.derainers[0].label)].computed["rain"] += 1
                 for spec in self.derainers:
                     acc = accs[(cond.name, spec.label)]

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..data.letterbox import LetterboxParams
+from ..data.letterbox import LetterboxParams, letterbox_params
 from .head import TaskHead, register_head
 from ..inference import check_images
 from .letterbox import PAD_VALUE, letterbox_tensor, pad_to_stride
@@ -156,15 +156,23 @@ class Detector(TaskHead):
             head.shape = None  # anchors cached under inference_mode cannot enter autograd: rebuild them
         return self.model(x)
 
-    def forward(self, images: torch.Tensor) -> DetectorOutput:
+    def forward(self, images: torch.Tensor, letterboxed: bool = False) -> DetectorOutput:
         """Letterbox (B,3,H,W) float images in [0,1] (any H, W) to ``imgsz`` and run the model.
 
         The letterbox is the minimum rectangle (ultralytics' predictor for ``.pt`` models:
         ``LetterBox(imgsz, auto=True, stride)``): bilinear resize, grey (114/255) padding.
+        ``letterboxed=True``: the images already are the model's input (H, W multiples of the
+        stride, e.g. the evaluator's validator canvas) and go in unchanged.
         Differentiable with respect to ``images``.
         """
         check_images(images, type(self).__name__, finite=False)
-        x, params = letterbox_tensor(images, self.imgsz, stride=self.stride, auto=True)
+        if letterboxed:
+            h, w = images.shape[-2:]
+            if h % self.stride or w % self.stride:
+                raise ValueError(f"letterboxed input must have H, W multiples of the stride {self.stride}, got {h}x{w}")
+            x, params = images, letterbox_params((h, w), (h, w), auto=False)
+        else:
+            x, params = letterbox_tensor(images, self.imgsz, stride=self.stride, auto=True)
         out = self._run(x)
         if isinstance(out, tuple):  # eval: (inference output, training outputs)
             return DetectorOutput(out[0], out[1], params)
@@ -173,15 +181,15 @@ class Detector(TaskHead):
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, conf: Optional[float] = None, iou: Optional[float] = None,
                 max_det: Optional[int] = None, multi_label: bool = False,
-                time_limit: bool = True) -> List[Detections]:
+                time_limit: bool = True, letterboxed: bool = False) -> List[Detections]:
         """Detect objects in (B,3,H,W) (or one (3,H,W)) float images in [0,1] (eval mode, no autograd).
 
         NMS is ultralytics' ``non_max_suppression`` with this detector's settings (or the
         arguments given here); boxes are mapped back to the pixels of ``images`` as ultralytics'
         ``scale_boxes`` does. ``multi_label=True`` lets one box carry several classes, as
         ultralytics' validator scores mAP (the default keeps the best class, as its predictor);
-        ``time_limit=False`` lifts the NMS time budget (``max_time_img``), as metrics need.
-        Returns one :class:`Detections` per image.
+        ``time_limit=False`` lifts the NMS time budget (``max_time_img``), as metrics need;
+        ``letterboxed``: see :meth:`forward`. Returns one :class:`Detections` per image.
         """
         from ultralytics.utils.ops import scale_boxes
 
@@ -193,7 +201,7 @@ class Detector(TaskHead):
         if images.ndim == 3:
             images = images[None]
         with self.evaluating():
-            out = self(images)
+            out = self(images, letterboxed=letterboxed)
         check_nms(self.conf if conf is None else conf, self.iou if iou is None else iou,
                   self.max_det if max_det is None else max_det)
         budget = self.max_time_img if time_limit else None
@@ -208,10 +216,10 @@ class Detector(TaskHead):
             results.append(Detections(boxes.float(), det[:, 4].float(), det[:, 5].long(), self.names))
         return results
 
-    def predict_for_metrics(self, images: torch.Tensor) -> List[Detections]:
+    def predict_for_metrics(self, images: torch.Tensor, letterboxed: bool = False) -> List[Detections]:
         """:meth:`predict` as ultralytics' validator scores mAP: multi-label NMS, no time limit
         (a loaded machine must not drop detections); ``conf`` / ``iou`` / ``max_det`` as set."""
-        return self.predict(images, multi_label=True, time_limit=False)
+        return self.predict(images, multi_label=True, time_limit=False, letterboxed=letterboxed)
 
     # --- loss --------------------------------------------------------------------------------
     def loss(self, images: torch.Tensor, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:

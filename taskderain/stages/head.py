@@ -80,9 +80,11 @@ class TaskHead(FreezableStage):
     def loss(self, images: torch.Tensor, batch: Mapping[str, Any]) -> Dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def predict_for_metrics(self, images: torch.Tensor) -> List[Any]:
+    def predict_for_metrics(self, images: torch.Tensor, letterboxed: bool = False) -> List[Any]:
         """:meth:`predict` as the metric protocol wants it (e.g. a detector's low-confidence,
-        multi-label NMS without a time limit); what training validation and ``eval`` score."""
+        multi-label NMS without a time limit); what the evaluator scores. ``letterboxed=True``: the
+        images are already on the evaluator's canvas (ultralytics' validator letterbox, H and W
+        multiples of 32): a head with a letterbox of its own skips it; results are in their pixels."""
         return self.predict(images)
 
     def save(self, path: Any, metadata: Optional[Mapping[str, Any]] = None, half: bool = False) -> Any:

@@ -210,7 +210,8 @@ class TorchvisionDetector(TaskHead):
             results.append(Detections(det["boxes"][keep].float(), det["scores"][keep].float(), classes[keep], self.names))
         return results
 
-    def predict_for_metrics(self, images: torch.Tensor) -> List[Detections]:
+    def predict_for_metrics(self, images: torch.Tensor, letterboxed: bool = False) -> List[Detections]:
+        """:meth:`predict`: torchvision's own transform resizes any input, a canvas included."""
         return self.predict(images)
 
     # --- loss -------------------------------------------------------------------------------------

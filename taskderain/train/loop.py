@@ -268,7 +268,7 @@ class Trainer:
         if self.task is not None:
             from .tasks import validate_task
 
-            return validate_task(self.pipeline, self.task, self.config["data"]["batch"], self.device, self.amp_dtype)
+            return validate_task(self.pipeline, self.task, self.device, self.amp_dtype)
         loader = torch.utils.data.DataLoader(self.val_set, batch_size=1, collate_fn=_collate,
                                              num_workers=self.config["data"]["workers"],
                                              generator=torch.Generator())

@@ -27,30 +27,30 @@ new every epoch, ``p = 1 − data.clean_prob``; validation rain = epoch-0 rain, 
 letterboxed to ``data.imgsz`` (square, grey padding). Everything is a pure function of
 (seed, epoch, index), so resume stays exact.
 
-Validation (:func:`validate_task`) on the rainy val images, letterboxed as in training: PSNR-Y of
-derained vs clean on the letterbox's content (padding cropped, 8-bit quantised); COCO mAP by
-:class:`~taskderain.metrics.DetectionEvaluator` with ``Detector.predict(derained)`` (NMS at
-``detector.conf`` / ``detector.iou``) mapped back to ORIGINAL image pixels with the sample's
-``ratio_pad`` (ultralytics ``scale_boxes``), ground truth from the original labels; mIoU
-(when a segmenter exists) at the letterboxed resolution, padding ignored.
+Validation (:func:`validate_task`) is the evaluator of ``taskderain eval``
+(:class:`~taskderain.evaluation.Evaluation`: ultralytics' validator geometry at ``data.imgsz``,
+8-bit derained images, multi-label NMS, pycocotools' COCOeval, mIoU from one confusion matrix)
+on the val images under the training rain with its evaluation seed (``image_seed(id,
+data.rain_seed)``, the epoch-0 rain): a saved checkpoint scores there what ``taskderain eval``
+gives it on the same images and rain.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..data import Letterbox, YoloDetectionDataset, collate_batch
-from ..data.segmentation import IGNORE, WithMasks
+from ..data import Letterbox, YoloDetectionDataset
+from ..data.segmentation import WithMasks
+from ..evaluation import (DerainerSpec, EvalCache, EvalData, Evaluation, EvalSettings, RainCondition, clean_condition,
+                          identity_spec)
 from ..inference import autocast
 from ..losses.terms import LossTerms, Step
-from ..metrics.psnr import psnr_torch
 from ..models import create_derainer
-from ..rain import Rainy
+from ..rain import RainParams, Rainy, rain_params
 from .config import MODE_STAGES, rain_spec
 from .data import split_count
 
@@ -87,8 +87,14 @@ class TaskData:
             self.labels = base
             self.indices = list(range(len(base) - held))
             self.val_indices = list(range(len(base) - held, len(base)))
-        self.val = (Rainy(wrap(self.labels), preset, d["rain_intensity"], seed=d["rain_seed"],
-                          p=0.0 if clean else 1.0, transform=letterbox, model=model) if self.val_indices else None)
+        self.imgsz, self.seed = d["imgsz"], d["rain_seed"]
+        self.condition = (clean_condition() if clean else
+                          RainCondition("train-rain", 1.0, RainParams(), model) if model is not None else
+                          RainCondition("train-rain", 1.0, rain_params(preset, d["rain_intensity"])))
+        self.val = (EvalData(wrap(self.labels), self.val_indices, dict(self.names), str(d["detection"]),
+                             d["val_split_name"] or d["train_split"], masks=d["masks"],
+                             labels=[self.labels.records[i] for i in self.val_indices])
+                    if self.val_indices else None)
 
     def set_epoch(self, epoch: int) -> None:
         self.train.set_epoch(epoch + 1)
@@ -168,59 +174,34 @@ def task_loss(pipeline: nn.Module, batch: Dict[str, Any], terms: LossTerms, devi
     return terms(Step(pipeline, batch, rainy, derained.float(), clean, step, amp_dtype))
 
 
-def _content(params: Any, ori_shape: Tuple[int, int]) -> Tuple[slice, slice]:
-    """Rows, columns of the image content inside a letterboxed image (padding excluded)."""
-    (ratio, _), (left, top) = params
-    h, w = ori_shape
-    return slice(int(top), int(top) + max(round(h * ratio), 1)), slice(int(left), int(left) + max(round(w * ratio), 1))
+def task_evaluation(pipeline: nn.Module, data: TaskData, device: torch.device,
+                    amp_dtype: Optional[torch.dtype]) -> Evaluation:
+    """The :class:`~taskderain.evaluation.Evaluation` of the pipeline's live stages on the val set
+    (first head of each task; nothing cached: the weights change between validations)."""
+    derainer, detector, segmenter = pipeline.derainer, pipeline.detector, pipeline.segmenter
+    trained = any(True for _ in derainer.parameters())
+    spec = DerainerSpec("derainer", "derainer", None, derainer) if trained else identity_spec()
+    nms = {k: getattr(detector, k) for k in ("conf", "iou", "max_det")} if detector is not None else {}
+    settings = EvalSettings(imgsz=data.imgsz, seed=data.seed, dtype=amp_dtype, samples=0, **nms)
+    return Evaluation(data.val, [data.condition], [spec], detector, segmenter, EvalCache(None), settings)
 
 
 @torch.no_grad()
-def validate_task(pipeline: nn.Module, data: TaskData, batch_size: int, device: torch.device,
+def validate_task(pipeline: nn.Module, data: TaskData, device: torch.device,
                   amp_dtype: Optional[torch.dtype]) -> Dict[str, float]:
     """``{"psnr_y" (with a derainer), "map50_95", "map50", "miou" (with a segmenter)}`` on the val set."""
-    from ultralytics.utils.ops import scale_boxes
-
-    from ..metrics import DetectionEvaluator, SegmentationEvaluator
-
-    derainer, detector, segmenter = pipeline.derainer, pipeline.detector, pipeline.segmenter
-    has_derainer = any(True for _ in derainer.parameters())
-    evaluator = DetectionEvaluator(data.names) if detector is not None else None
-    seg_eval = SegmentationEvaluator(segmenter.num_classes, IGNORE) if segmenter is not None else None
-    psnrs: List[float] = []
     was_training = pipeline.training
     pipeline.eval()
     try:
-        for start in range(0, len(data.val_indices), batch_size):
-            chunk = data.val_indices[start:start + batch_size]
-            batch = collate_batch([data.val[i] for i in chunk])
-            rainy = batch["img"].to(device)
-            with autocast(device, amp_dtype):
-                derained = derainer.derain(rainy).float() if has_derainer else rainy
-            detections = detector.predict_for_metrics(derained) if detector is not None else None
-            masks = segmenter.predict(derained) if segmenter is not None else None
-            for j, index in enumerate(chunk):
-                ori, ratio_pad = batch["ori_shape"][j], batch["ratio_pad"][j]
-                if has_derainer:
-                    rows, cols = _content(ratio_pad, ori)
-                    psnrs.append(float(psnr_torch(derained[j:j + 1, :, rows, cols],
-                                                  batch["clean"][j:j + 1, :, rows, cols].to(device), quantize=True)))
-                if evaluator is not None:
-                    det = detections[j]
-                    boxes = scale_boxes(tuple(derained.shape[-2:]), det.boxes.clone(), ori, ratio_pad=ratio_pad)
-                    _, cls, xywhn = data.labels.records[index]
-                    evaluator.add_sample({"id": index, "cls": cls, "bboxes": xywhn, "ori_shape": ori},
-                                         (boxes, det.scores, det.classes))
-                if seg_eval is not None:
-                    seg_eval.add(masks[j].cpu(), batch["semantic"][j])
+        evaluation = task_evaluation(pipeline, data, device, amp_dtype)
+        record = evaluation.run(progress=False)[0]
     finally:
         pipeline.train(was_training)
     out: Dict[str, float] = {}
-    if evaluator is not None:
-        coco = evaluator.compute()
-        out.update(map50_95=coco["map50_95"], map50=coco["map50"])
-    if psnrs:
-        out["psnr_y"] = float(np.mean(psnrs))
-    if seg_eval is not None:
-        out["miou"] = seg_eval.compute()["miou"]
+    if pipeline.detector is not None:
+        out.update(map50_95=record["map50_95"], map50=record["map50"])
+    if not evaluation.derainers[0].is_identity and record["psnr_y"] is not None:
+        out["psnr_y"] = record["psnr_y"]
+    if "miou" in record:
+        out["miou"] = record["miou"]
     return out
