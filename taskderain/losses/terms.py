@@ -27,6 +27,8 @@ Built-in terms:
   (:meth:`~taskderain.stages.TaskHead.loss`, per image): ultralytics' box + cls + dfl, smp's
   Dice + CE.
 * ``<head name>``: that head's loss alone (any head of the pipeline, e.g. ``detector``).
+* ``detector_features``, ``detection_consistency``, ``targeted_restoration``: the task-driven
+  terms of :mod:`taskderain.losses.task_terms` (perceptual, consistency, targeted-adversarial).
 """
 
 from __future__ import annotations
@@ -300,3 +302,4 @@ restoration.applies = derainer_trains  # type: ignore[attr-defined]
 register_loss_term("detection")(_task_term("detection"))
 register_loss_term("segmentation")(_task_term("segmentation"))
 
+from . import task_terms  # noqa: E402,F401  (registers detector_features, detection_consistency, targeted_restoration)
