@@ -182,7 +182,7 @@ def test_validation_maps_boxes_to_original_pixels(yolo_data, tmp_path, monkeypat
     from taskderain.train.tasks import task_evaluation, validate_task
 
     trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run"), ["data.imgsz=32"]))
-    task, detector = trainer.task, trainer.pipeline.detector
+    task, detector = trainer.task.data, trainer.pipeline.detector
     geometries = task_evaluation(trainer.pipeline, task, torch.device("cpu"), None).geometries()
     truth = iter([(task.val.dataset[i], geometries[i]) for i in task.val_indices])
 

@@ -1,6 +1,7 @@
 """Training: config schema, online-rain data, exact-resume checkpoints and the loop.
 
-Modes: ``restoration`` (derainer on rainy/clean pairs, MSPFN recipe) and the task-driven
+Modes are training tasks (:mod:`taskderain.train.training_task`, a registry of plug-ins):
+``restoration`` (derainer on rainy/clean pairs, MSPFN recipe) and the task-driven presets
 ``cascade``, ``joint``, ``detector_on_rain`` and ``segmenter`` (see :mod:`taskderain.train.tasks`).
 Importing this package is cheap; the loop loads on first use.
 """
@@ -20,6 +21,9 @@ _LAZY = {
     "load_trained_pipeline": "taskderain.train.export",
     "export_stages": "taskderain.train.export",
     "Callback": "taskderain.train.callbacks",
+    "TrainingTask": "taskderain.train.training_task",
+    "register_training_task": "taskderain.train.training_task",
+    "list_training_tasks": "taskderain.train.training_task",
 }
 
 __all__ = sorted(_LAZY)

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 #: training modes (see :mod:`taskderain.train.tasks` for the task-driven ones).
 MODES = ("restoration", "cascade", "joint", "detector_on_rain", "segmenter")
-IMPLEMENTED_MODES = MODES
 #: modes trained on a detection data YAML with task losses.
 TASK_MODES = ("cascade", "joint", "detector_on_rain", "segmenter")
 #: what each task mode trains, as data: whether the derainer trains, which head tasks the pipeline
@@ -161,10 +160,11 @@ def _fail(where: str, key: str, message: str) -> None:
 
 
 def _check_values(c: Dict[str, Any], where: str) -> None:
-    if c["mode"] not in MODES:
-        _fail(where, "mode", f"must be one of {', '.join(MODES)}, got {c['mode']!r}")
-    if c["mode"] not in IMPLEMENTED_MODES:
-        _fail(where, "mode", f"{c['mode']!r} is not implemented yet; implemented: {', '.join(IMPLEMENTED_MODES)}")
+    from .training_task import list_training_tasks, training_task_class
+
+    modes = [*MODES, *(m for m in list_training_tasks() if m not in MODES)]  # built-ins, then plug-ins
+    if c["mode"] not in modes:
+        _fail(where, "mode", f"must be one of {', '.join(modes)}, got {c['mode']!r}")
     if c["best_metric"] not in BEST_METRICS:
         _fail(where, "best_metric", f"must be one of {', '.join(BEST_METRICS)}, got {c['best_metric']!r}")
     if c["mode"] not in TASK_MODES and c["best_metric"] != "psnr_y":
@@ -184,6 +184,8 @@ def _check_values(c: Dict[str, Any], where: str) -> None:
     d = c["data"]
     if c["mode"] in TASK_MODES:
         _check_task(c, where)
+    elif c["mode"] not in MODES:
+        training_task_class(c["mode"]).check_config(c, where)  # a plug-in task checks its own data
     elif (d["paired"] is None) == (d["images"] is None):
         _fail(where, "data.paired", "or 'data.images' must be set, not both (paired root, or clean images + online rain)")
     if d["repeat"] != 1 and d["images"] is None:

@@ -1,5 +1,6 @@
-"""The training loop: restoration mode (MSPFN loss, validation by PSNR-Y) and the task modes of
-:mod:`taskderain.train.tasks` (cascade, joint, detector_on_rain, segmenter), Adam with the decayed lr.
+"""The training loop, for any training task (:mod:`.training_task`: ``restoration`` — MSPFN loss,
+validation by PSNR-Y — and the task-driven presets of :mod:`taskderain.train.tasks`: cascade, joint,
+detector_on_rain, segmenter): Adam with the decayed lr, resume, DDP, logging and the time budget.
 
 Run layout under ``out``: ``last.pt`` (every ``save_every`` steps and at each epoch end),
 ``best.pt`` (best validation ``best_metric``), ``log.csv`` (``step,epoch,lr,loss,val_<metric>...``:
@@ -41,18 +42,16 @@ import torch
 import yaml
 
 from ..imageio import remove_stale_parts, write_bytes_atomic
-from ..inference import autocast, resolve_device
-from ..losses import MSPFNLoss
-from ..metrics.psnr import psnr_torch
-from ..models import CheckpointError, create_derainer
+from ..inference import resolve_device
+from ..models import CheckpointError
 from ..config import ConfigError, first_difference
-from ..losses.terms import LossTerms
 from .allocator import keep_freed_memory
 from .callbacks import Callback, StepFunction, build_callbacks, callback_states, load_callback_states
 from .checkpoint import load_train_checkpoint, save_train_checkpoint, set_rng_state
 from . import dist as D
-from .config import RESUME_KEYS, TASK_MODES, load_train_config, lr_at
-from .data import _collate, build_datasets, epoch_batches, make_loader, rank_batches
+from .config import RESUME_KEYS, load_train_config, lr_at
+from .data import epoch_batches, rank_batches
+from .training_task import create_training_task
 from ..types import PathLike
 
 LOG_HEADER = "step,epoch,lr,loss,val_psnr_y\n"  # restoration mode
@@ -94,49 +93,19 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        m, o, d = config["model"], config["optim"], config["data"]
-        self.task = None  # TaskData in the task modes
-        self.pipeline: Optional[torch.nn.Module] = None
-        if config["mode"] in TASK_MODES:
-            from ..pipeline import Pipeline
-            from .tasks import TaskData, build_stages, param_groups
-
-            self.task = TaskData(config)
-            self.pipeline = Pipeline(*build_stages(config, self.task.nc)).to(self.device)
-            self.model = self.pipeline.derainer
-            try:
-                self.terms = LossTerms(config["loss"], self.pipeline)
-            except KeyError as exc:
-                raise ConfigError(f"train config: {exc.args[0]}") from None
-            params: Any = param_groups(self.pipeline, config)
-            self.train_set, self.indices, self.val_set = self.task.train, self.task.indices, self.task.val
-            self.metric_names = tuple(k for k, on in (("psnr_y", any(True for _ in self.model.parameters())),
-                                                      ("map50_95", self.pipeline.detector is not None),
-                                                      ("map50", self.pipeline.detector is not None),
-                                                      ("miou", self.pipeline.segmenter is not None)) if on)
-        else:
-            self.model = create_derainer(m["name"], weights=m["weights"], **m["options"]).to(self.device)
-            params = self.model.parameters()
-            self.train_set, self.indices, self.val_set = build_datasets(d, seed)
-            self.metric_names = ("psnr_y",)
-            self.terms = None
-        self.term_names = tuple(self.terms.names) if self.terms is not None else ()
+        o, d = config["optim"], config["data"]
+        self.task = create_training_task(config, self.device)  # what the mode trains, its loss, its validation
+        self.model, self.pipeline, self.terms = self.task.derainer, self.task.pipeline, self.task.terms
+        self.train_set, self.indices, self.val_set = self.task.train_set, self.task.indices, self.task.val_set
+        self.metric_names = self.task.metric_names
+        self.term_names = self.task.term_names
         self.last_parts: Dict[str, float] = {}  # the last step's loss terms (unweighted)
         if d["batch"] % self.world:
             raise ConfigError(f"train config: 'data.batch' ({d['batch']}, the global batch) must be divisible by "
                               f"the number of processes ({self.world}); each trains on data.batch / {self.world}")
-        self.ddp: Optional[torch.nn.Module] = None
-        if self.world > 1:
-            if self.task is None:
-                from torch.nn.parallel import DistributedDataParallel
-
-                self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                                   if self.device.type == "cuda" else None)
-            else:
-                D.broadcast_module(self.pipeline)
-        self.optimizer = torch.optim.Adam(params, lr=lr_at(0, o), betas=tuple(o["betas"]),
+        self.ddp: Optional[torch.nn.Module] = self.task.distribute() if self.world > 1 else None
+        self.optimizer = torch.optim.Adam(self.task.param_groups(), lr=lr_at(0, o), betas=tuple(o["betas"]),
                                           weight_decay=o["weight_decay"])
-        self.loss_fn = MSPFNLoss()
         self.accumulate = config["accumulate"]
         self.steps_per_epoch = len(epoch_batches(self.indices, d["batch"], seed, 0)) // self.accumulate
         if self.steps_per_epoch == 0:
@@ -163,19 +132,7 @@ class Trainer:
     @property
     def trained(self) -> torch.nn.Module:
         """The module in training: the derainer (restoration) or the whole pipeline (task modes)."""
-        return self.pipeline if self.pipeline is not None else self.model
-
-    def stage_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
-        """CPU state_dicts of the trained detector / segmenter (task modes), for the checkpoint."""
-        if self.pipeline is None:
-            return {}
-        from .tasks import trained_stages
-
-        out = {}
-        for name in trained_stages(self.config):
-            if name != "derainer":
-                out[name] = {k: v.detach().cpu().clone() for k, v in self.pipeline.heads[name].state_dict().items()}
-        return out
+        return self.task.trained
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:
@@ -183,7 +140,7 @@ class Trainer:
         return {"config": self.config, "step": self.step, "epoch": self.epoch, "pos": self.pos,
                 "optimizer": self.optimizer.state_dict(), "best": self.best, "last_metric": self.last_metric,
                 "last_val_step": self.last_val_step, "log_rows": self.log_rows,
-                "last_metrics": dict(self.last_metrics), "stages": self.stage_states(),
+                "last_metrics": dict(self.last_metrics), "stages": self.task.stage_states(),
                 "plugins": {"loss_terms": self.terms.state_dict() if self.terms is not None else {},
                             "callbacks": callback_states(self.callbacks)}}
 
@@ -217,8 +174,7 @@ class Trainer:
                                       "(another out)")
         try:
             self.model.load_state_dict(obj["state_dict"])
-            for stage, state in (train.get("stages") or {}).items():
-                self.pipeline.head(stage).load_state_dict(state)
+            self.task.load_stage_states(train.get("stages") or {})
             self.optimizer.load_state_dict(train["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{path} does not fit the model/optimizer of this config: "
@@ -258,26 +214,8 @@ class Trainer:
     # -- work ----------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> Optional[Dict[str, float]]:
-        """Validation metrics (``metric_names``), None without a validation set.
-
-        Restoration: mean PSNR-Y (dB, 8-bit quantised, :func:`psnr_torch` ``quantize=True``);
-        task modes: :func:`~taskderain.train.tasks.validate_task`.
-        """
-        if self.val_set is None:
-            return None
-        if self.task is not None:
-            from .tasks import validate_task
-
-            return validate_task(self.pipeline, self.task, self.device, self.amp_dtype)
-        loader = torch.utils.data.DataLoader(self.val_set, batch_size=1, collate_fn=_collate,
-                                             num_workers=self.config["data"]["workers"],
-                                             generator=torch.Generator())
-        values: List[torch.Tensor] = []
-        for batch in loader:
-            with autocast(self.device, self.amp_dtype):
-                derained = self.model.derain(batch["rainy"].to(self.device))
-            values.append(psnr_torch(derained.float(), batch["clean"].to(self.device), quantize=True).cpu())
-        return {"psnr_y": float(torch.cat(values).mean())}
+        """The task's validation metrics (``metric_names``), None without a validation set."""
+        return self.task.validate(self.amp_dtype)
 
     def _validate_and_log(self) -> bool:
         metrics = D.broadcast_object(self.validate() if D.is_main() else None)  # rank 0 validates
@@ -310,16 +248,7 @@ class Trainer:
         d, acc = self.config["data"], self.accumulate
         batches = epoch_batches(self.indices, d["batch"], self.config["seed"], self.epoch)[: self.steps_per_epoch * acc]
         batches = rank_batches(batches, self.rank, self.world)
-        if self.task is not None:
-            from ..data import collate_batch
-
-            self.task.set_epoch(self.epoch)
-            loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=batches[self.pos * acc:],
-                                                 num_workers=d["workers"], collate_fn=collate_batch)
-        else:
-            self.train_set.set_epoch(self.epoch)
-            loader = make_loader(self.train_set, batches[self.pos * acc:], d["workers"])
-        batches_left = iter(loader)
+        batches_left = iter(self.task.loader(batches[self.pos * acc:], self.epoch, d["workers"]))
         self.trained.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         while self.pos < self.steps_per_epoch and self.step < self.total_steps:
@@ -334,19 +263,10 @@ class Trainer:
                 # DDP: all-reduce the gradients on the last micro-batch only
                 skip_sync = self.ddp is not None and micro < acc - 1
                 with self.ddp.no_sync() if skip_sync else contextlib.nullcontext():
-                    if self.task is not None:
-                        from .tasks import task_loss
-
-                        loss, parts = task_loss(self.pipeline, batch, self.terms, self.device, self.amp_dtype,
-                                                self.step)
-                        loss = loss / acc
-                        for k, v in parts.items():
-                            part_sums[k] = part_sums.get(k, 0.0) + v / acc
-                    else:
-                        rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
-                        with autocast(self.device, self.amp_dtype):
-                            derained = (self.ddp or self.model)(rainy)
-                        loss = self.loss_fn(derained.float(), clean) / acc
+                    loss, parts = self.task.loss(batch, self.step, self.amp_dtype, self.ddp)
+                    loss = loss / acc
+                    for k, v in parts.items():
+                        part_sums[k] = part_sums.get(k, 0.0) + v / acc
                     loss.backward()
                 loss_sum += float(loss.detach())
             if self.world > 1:

@@ -37,7 +37,7 @@ gives it on the same images and rain.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -53,6 +53,7 @@ from ..models import create_derainer
 from ..rain import RainParams, Rainy, rain_params
 from .config import MODE_STAGES, rain_spec
 from .data import split_count
+from .training_task import TrainingTask, register_training_task
 
 
 
@@ -205,3 +206,55 @@ def validate_task(pipeline: nn.Module, data: TaskData, device: torch.device,
     if "miou" in record:
         out["miou"] = record["miou"]
     return out
+
+
+class TaskDrivenTask(TrainingTask):
+    """A pipeline of derainer and heads trained with the config's loss terms, validated by the
+    evaluator; which stages train is the preset's data (:data:`~taskderain.train.config.MODE_STAGES`)."""
+
+    def __init__(self, config: Dict[str, Any], device: torch.device) -> None:
+        super().__init__(config, device)
+        from ..pipeline import Pipeline
+
+        self.data = TaskData(config)
+        self.pipeline = self.trained = Pipeline(*build_stages(config, self.data.nc)).to(device)
+        self.derainer = self.pipeline.derainer
+        try:
+            self.terms = LossTerms(config["loss"], self.pipeline)
+        except KeyError as exc:
+            raise ConfigError(f"train config: {exc.args[0]}") from None
+        self.train_set, self.indices, self.val_set = self.data.train, self.data.indices, self.data.val
+        has = {"psnr_y": any(True for _ in self.derainer.parameters()), "map50_95": self.pipeline.detector is not None,
+               "map50": self.pipeline.detector is not None, "miou": self.pipeline.segmenter is not None}
+        self.metric_names = tuple(k for k, on in has.items() if on)
+
+    def param_groups(self) -> List[Dict[str, Any]]:
+        return param_groups(self.pipeline, self.config)
+
+    def distribute(self) -> Optional[nn.Module]:
+        from . import dist as D
+
+        D.broadcast_module(self.pipeline)  # the same start on every rank; gradients averaged by the loop
+        return None
+
+    def loader(self, batches: List[List[int]], epoch: int, workers: int) -> Iterable[Dict[str, Any]]:
+        from ..data import collate_batch
+
+        self.data.set_epoch(epoch)
+        return torch.utils.data.DataLoader(self.train_set, batch_sampler=batches, num_workers=workers,
+                                           collate_fn=collate_batch)
+
+    def loss(self, batch: Dict[str, Any], step: int, amp_dtype: Optional[torch.dtype],
+             ddp: Optional[nn.Module] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+        return task_loss(self.pipeline, batch, self.terms, self.device, amp_dtype, step)
+
+    def validate(self, amp_dtype: Optional[torch.dtype]) -> Optional[Dict[str, float]]:
+        return None if self.val_set is None else validate_task(self.pipeline, self.data, self.device, amp_dtype)
+
+    def stage_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
+        return {name: {k: v.detach().cpu().clone() for k, v in self.pipeline.heads[name].state_dict().items()}
+                for name in trained_stages(self.config) if name != "derainer"}
+
+
+for _mode in MODE_STAGES:  # the presets: one task, its trained / frozen stages as data
+    register_training_task(_mode)(TaskDrivenTask)
