@@ -50,11 +50,18 @@ def yolo_data(tmp_path_factory) -> Path:
 def feature_config(data: Path, out: Path, steps: int = 2, batch: int = 2) -> dict:
     """The README's cascade-feature.yaml, on tiny models and the tiny YOLO set."""
     spec = yaml.safe_load(readme_block("# cascade-feature.yaml"))
-    assert spec["loss"]["feature"]["fn"] == "my_losses:feature_l1" and spec["mode"] == "cascade"
+    t = spec["train"]
+    assert t["loss"]["feature"]["fn"] == "my_losses:feature_l1" and t["mode"] == "cascade"
     assert spec["heads"]["detector"]["type"] == "yolo"
-    return {**spec, "out": str(out), "steps": steps, "seed": 1, "device": "cpu", "save_every": 1,
-            "model": {"name": "mspfn_tiny"}, "heads": {"detector": {"type": "yolo", "cfg": "yolov8n.yaml", "nc": 3}},
-            "data": {**spec["data"], "detection": str(data), "imgsz": 64, "val_split": 2, "batch": batch}}
+    return {**spec, "device": "cpu", "derainer": {"name": "mspfn_tiny"},
+            "heads": {"detector": {"type": "yolo", "cfg": "yolov8n.yaml", "nc": 3}},
+            "train": {**t, "out": str(out), "steps": steps, "seed": 1, "save_every": 1,
+                      "data": {**t["data"], "detection": str(data), "imgsz": 64, "val_split": 2, "batch": batch}}}
+
+
+def more(config: dict, **train) -> dict:
+    """``config`` with its train section updated."""
+    return {**config, "train": {**config["train"], **train}}
 
 
 def test_user_feature_term_is_trained_logged_and_resumed_exactly(user_code, yolo_data, tmp_path, monkeypatch):
@@ -69,7 +76,7 @@ def test_user_feature_term_is_trained_logged_and_resumed_exactly(user_code, yolo
     assert [s for s, _ in losses] == [1, 2, 3]
     # the term's gradient moves the derainer: with it weighted up, the same steps end elsewhere
     strong = feature_config(yolo_data, tmp_path / "strong", steps=3)
-    strong["loss"]["feature"]["weight"] = 10.0
+    strong["train"]["loss"]["feature"]["weight"] = 10.0
     train(strong)
     a = load_train_checkpoint(tmp_path / "whole" / "last.pt")["state_dict"]
     b = load_train_checkpoint(tmp_path / "strong" / "last.pt")["state_dict"]
@@ -77,7 +84,7 @@ def test_user_feature_term_is_trained_logged_and_resumed_exactly(user_code, yolo
     # exact resume: 2 steps, then resume to 3 == 3 straight
     part = feature_config(yolo_data, tmp_path / "cut", steps=2)
     train(part)
-    resumed = train({**part, "steps": 3, "resume": True})
+    resumed = train(more(part, steps=3, resume=True))
     c = load_train_checkpoint(tmp_path / "cut" / "last.pt")["state_dict"]
     assert resumed["step"] == whole["step"] == 3
     assert all(torch.equal(a[k], c[k]) for k in a)
@@ -110,10 +117,10 @@ def test_user_feature_term_under_torchrun_matches_one_process(user_code, yolo_da
 
 def test_bad_user_terms_are_config_errors(yolo_data, tmp_path):
     config = feature_config(yolo_data, tmp_path / "bad")
-    config["loss"]["feature"]["fn"] = "no_such_module_xyz:feature_l1"
+    config["train"]["loss"]["feature"]["fn"] = "no_such_module_xyz:feature_l1"
     with pytest.raises(ConfigError, match=r"'loss.feature.fn': .*cannot import module 'no_such_module_xyz'"):
         train(config)
-    config["loss"]["feature"]["fn"] = "feature_l1"
+    config["train"]["loss"]["feature"]["fn"] = "feature_l1"
     with pytest.raises(ConfigError, match=r"must be an import path 'package.module:attribute'"):
         train(config)
 
@@ -164,6 +171,6 @@ def test_loss_terms_are_refused_in_restoration_mode_and_a_nan_term_is_named(user
     (user_code / "nan_term.py").write_text("import torch\n\ndef nan(step):\n    return step.derained.sum() * float('nan')\n")
     monkeypatch.syspath_prepend(str(user_code))
     config = feature_config(yolo_data, tmp_path / "nan", steps=1)
-    config["loss"]["bad"] = {"fn": "nan_term:nan", "weight": 1.0}
+    config["train"]["loss"]["bad"] = {"fn": "nan_term:nan", "weight": 1.0}
     with pytest.raises(FloatingPointError, match=r"loss is nan \(terms: restoration [0-9.e-]+, feature [0-9.e-]+, bad nan\) at step 1"):
         train(config)

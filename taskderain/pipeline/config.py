@@ -68,6 +68,10 @@ def load_config(path: Optional[PathLike] = None, overrides: Iterable[str] = (),
     """
     raw = read_yaml(path, "pipeline YAML") if path is not None else {}
     where = str(path) if path is not None else "pipeline config"
+    from ..spec import is_spec, load_spec
+
+    if is_spec(raw):  # a spec with a train section: the same file runs what it trains
+        return load_spec(merge(raw, extra or {}), overrides, base=Path(path).parent).pipeline_config()
     if path is not None and not raw:
         raise ConfigError(f"{path}: the pipeline YAML is empty; give at least a 'derainer' (and 'heads'), "
                           "e.g. pipelines/mspfn-yolov8n.yaml")

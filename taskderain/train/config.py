@@ -147,6 +147,7 @@ def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]
     config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
     config["heads"] = heads
     config["loss"] = {**DEFAULT_LOSS, **parse_loss_section(loss, where)}
+    _check_mode(config, where)
     if loss and config["mode"] not in TASK_MODES:
         raise ConfigError(f"{where}: 'loss' lists the terms of the task modes ({', '.join(TASK_MODES)}); mode "
                           f"{config['mode']!r} trains with MSPFN's loss alone (use mode=cascade for added terms)")
@@ -159,12 +160,18 @@ def _fail(where: str, key: str, message: str) -> None:
     raise ConfigError(f"{where}: '{key}' {message}")
 
 
-def _check_values(c: Dict[str, Any], where: str) -> None:
-    from .training_task import list_training_tasks, training_task_class
+def _check_mode(c: Dict[str, Any], where: str) -> None:
+    from .training_task import list_training_tasks
 
     modes = [*MODES, *(m for m in list_training_tasks() if m not in MODES)]  # built-ins, then plug-ins
     if c["mode"] not in modes:
         _fail(where, "mode", f"must be one of {', '.join(modes)}, got {c['mode']!r}")
+
+
+def _check_values(c: Dict[str, Any], where: str) -> None:
+    from .training_task import training_task_class
+
+    _check_mode(c, where)
     if c["best_metric"] not in BEST_METRICS:
         _fail(where, "best_metric", f"must be one of {', '.join(BEST_METRICS)}, got {c['best_metric']!r}")
     if c["mode"] not in TASK_MODES and c["best_metric"] != "psnr_y":
@@ -303,13 +310,24 @@ def load_train_config(config: Union[PathLike, Dict[str, Any], None] = None,
     Raises:
         FileNotFoundError: no such YAML. ConfigError: bad YAML, unknown key, wrong type or value.
     """
+    from ..spec import is_spec, override_tree, training_raw
+
     if isinstance(config, dict):
         raw, where, base = copy.deepcopy(config), "train config", None
     elif config is not None:
         raw, where, base = read_yaml(config, "train YAML"), str(config), Path(config).parent
     else:
         raw, where, base = {}, "train config", None
-    out = validate(merge(raw, parse_overrides(overrides)), where)
+    if is_spec(raw):  # one spec (taskderain.spec): derainer / rain / heads sections and a train section
+        raw = training_raw(merge(raw, override_tree(overrides)), where)
+    else:
+        raw = merge(raw, parse_overrides(overrides))
+    return train_config_from_raw(raw, where, base)
+
+
+def train_config_from_raw(raw: Dict[str, Any], where: str, base: Optional[Path] = None) -> Dict[str, Any]:
+    """Validate a raw training mapping; relative paths resolve against ``base`` where they exist there."""
+    out = validate(raw, where)
     if base is not None:
         resolve_relative(out, [("data", "paired"), ("data", "images"), ("data", "val"), ("model", "weights"),
                                ("data", "detection"), ("data", "masks"), ("data", "class_map")], base)
