@@ -350,3 +350,31 @@ def test_cuda_counts_on_device(rng):
     ev = SegmentationEvaluator(4)
     ev.add(pred.cuda(), target.numpy())
     assert ev.compute()["miou"] == pytest.approx(miou_from_confusion(cm)[0])
+
+
+# ---- paired bootstrap (taskderain.metrics.bootstrap) ------------------------------------------
+def _evaluator(hit_every: int, images: int = 30):
+    """Detections that find each image's one box on every ``hit_every``-th image (else a miss)."""
+    from taskderain.metrics import DetectionEvaluator
+
+    ev = DetectionEvaluator({0: "thing"})
+    for i in range(images):
+        gt = np.array([[10.0, 10.0, 50.0, 60.0]])
+        box = gt if i % hit_every == 0 else np.array([[70.0, 70.0, 90.0, 90.0]])
+        ev.add(i, np.array([0]), gt, (box, np.array([0.9]), np.array([0])), (100, 100))
+    return ev
+
+
+def test_paired_bootstrap_resolves_a_real_difference_and_not_a_null_one():
+    from taskderain.metrics import paired_bootstrap
+
+    good, poor = _evaluator(1), _evaluator(3)
+    better = paired_bootstrap([good], [poor], n=200)
+    assert better["diff"] == pytest.approx(good.compute()["map50_95"] - poor.compute()["map50_95"])
+    assert 0 < better["low"] <= better["diff"] <= better["high"] and better["images"] == 30
+    same = paired_bootstrap([poor], [poor], n=50)
+    assert same["diff"] == same["low"] == same["high"] == 0.0  # paired: the same model never differs
+    # a resample with repeats is what compute(indices) scores
+    assert good.compute([0, 0, 1])["n_images"] == 3
+    with pytest.raises(ValueError, match="different numbers of images"):
+        paired_bootstrap([good], [_evaluator(1, images=5)], n=2)

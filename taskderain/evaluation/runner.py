@@ -131,6 +131,8 @@ class Evaluation:
         self.seg_digest = module_digest(segmenter) if self.use_masks else None
         self.stride = int(getattr(detector, "stride", 32) or 32)
         self.samples: List[SampleView] = []
+        #: per (condition name, derainer label): the per-image scores of the last :meth:`run`
+        self.accumulators: Dict[Tuple[str, str], Accumulator] = {}
 
     def geometries(self) -> Dict[int, ValidatorGeometry]:
         """The validator geometry of every evaluated image (dataset index → geometry), planned over
@@ -220,7 +222,7 @@ class Evaluation:
 
     def run(self, progress: bool = True) -> List[Dict[str, Any]]:
         """Evaluate every image; returns one record per (condition, derainer) in table order."""
-        accs = self._accumulators()
+        accs = self.accumulators = self._accumulators()
         self.samples = []
         s = self.settings
         geometries = self.geometries()

@@ -7,9 +7,11 @@ NumPy values with ``quantize=True``.
 
 Task metrics: :class:`DetectionEvaluator` / :func:`coco_map` (COCO mAP@[.5:.95] via pycocotools'
 COCOeval) and :class:`SegmentationEvaluator` (mIoU over classes present in the ground truth, from
-one confusion matrix accumulated over all images).
+one confusion matrix accumulated over all images). :func:`paired_bootstrap`: intervals of a
+metric difference between models scored on the same images.
 """
 
+from taskderain.metrics.bootstrap import paired_bootstrap
 from taskderain.metrics.color import rgb_to_y, to_uint8
 from taskderain.metrics.detection import DETECTION_PROTOCOL, DetectionEvaluator, coco_map
 from taskderain.metrics.protocol import PROTOCOL, describe_protocol
@@ -36,4 +38,5 @@ __all__ = [
     "confusion_matrix",
     "miou_from_confusion",
     "pixel_accuracy",
+    "paired_bootstrap",
 ]

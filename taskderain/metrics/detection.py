@@ -233,9 +233,13 @@ class DetectionEvaluator:
         xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
         self.add(sample.get("id", len(self)), sample["cls"], xyxy, detections, (h, w))
 
-    def compute(self) -> Dict[str, Any]:
-        """COCO mAP of the images added: see :func:`coco_map` for the keys."""
-        return coco_map(self._gt, self._preds, self._sizes, self.names)
+    def compute(self, indices: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """COCO mAP of the images added (or of ``indices`` into them, in the order added, repeats
+        allowed: a bootstrap resample): see :func:`coco_map` for the keys."""
+        if indices is None:
+            return coco_map(self._gt, self._preds, self._sizes, self.names)
+        return coco_map([self._gt[i] for i in indices], [self._preds[i] for i in indices],
+                        [self._sizes[i] for i in indices], self.names)
 
     def __repr__(self) -> str:
         return f"DetectionEvaluator({len(self)} images, iou_type={self.iou_type!r})"
