@@ -26,7 +26,8 @@ averaged inside each resample), so the table says which differences the 48 image
 
     python benchmarks/taskdriven_experiment.py --amp                      # CPU: ~1 h (40 steps x 15 runs)
     python benchmarks/taskdriven_experiment.py --quick                    # smoke run (tiny, seconds)
-    python benchmarks/taskdriven_experiment.py --variants restoration,my --loss-my "{restoration: 1, mine: {fn: my_pkg:term, weight: 0.1}}"
+    python benchmarks/taskdriven_experiment.py --variants restoration,my --loss-my "{restoration: 1, mine: {fn: my_pkg:term, weight: 0.1}}" \
+        --data my_data.yaml --head "{type: yolo, weights: my_yolo.pt}"      # your term, data and detector
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
 BASELINE = "restoration"
 
 
-def train_variant(args: argparse.Namespace, name: str, loss: Dict[str, Any], seed: int, split: Path) -> Dict[str, Any]:
+def train_variant(args: argparse.Namespace, name: str, loss: Dict[str, Any], seed: int) -> Dict[str, Any]:
     """One ``taskderain train`` run (resumed if interrupted); returns its final derainer and cost."""
     out = args.out / "runs" / f"{name}-s{seed}"
     model = args.out / "models" / f"{name}-s{seed}.pt"
@@ -70,11 +71,11 @@ def train_variant(args: argparse.Namespace, name: str, loss: Dict[str, Any], see
         return {"model": model, **json.loads(cost_file.read_text())}
     config = {  # one spec (taskderain.spec): `taskderain eval` / `run` take this file as well
         "derainer": {"name": args.preset, "weights": args.weights},
-        "heads": {"detector": {"type": "yolo", "weights": str(args.detector)}},
+        "heads": {"detector": dict(args.head)},
         "rain": {"model": {"name": "mix", "exclude": [args.held_out]}, "seed": seed},
         "device": "cpu",
         "train": {"mode": "cascade", "out": str(out), "steps": args.steps, "seed": seed, "amp": args.amp,
-                  "data": {"detection": str(split / "coco128-split.yaml"), "train_split": "train", "val_split": 2,
+                  "data": {"detection": str(args.data), "train_split": "train", "val_split": 2,
                            "imgsz": args.train_imgsz, "clean_prob": 0.0, "batch": args.batch},
                   "loss": loss, "optim": {"lr": args.lr}, "val_every": 10 ** 6, "save_every": 10,
                   "best_metric": "map50_95", "resume": (out / "last.pt").exists()},
@@ -101,24 +102,24 @@ def _children_cpu() -> float:
     return t.children_user + t.children_system
 
 
-def score(args: argparse.Namespace, split: Path, runs: Dict[str, List[Dict[str, Any]]]):
+def score(args: argparse.Namespace, runs: Dict[str, List[Dict[str, Any]]]):
     """One Evaluation of every model on the held-out images; returns (records, accumulators, conditions)."""
     import torch
 
     from taskderain.evaluation import EvalCache, Evaluation, EvalSettings, open_eval_data
     from taskderain.evaluation.conditions import clean_condition, zoo_condition
     from taskderain.evaluation.stages import build_derainer_spec, identity_spec
-    from taskderain.stages import create_detector
+    from taskderain.pipeline.build import build_head
 
     torch.set_num_threads(os.cpu_count() or 1)
-    data = open_eval_data(split / "coco128-split.yaml", "val", limit=args.limit)
+    data = open_eval_data(args.data, "val", limit=args.limit)
     seen = dataclasses.replace(zoo_condition({"name": "mix", "exclude": [args.held_out], "intensity": [0.75, 0.75]}),
                                name=f"seen: mix w/o {args.held_out}@0.75")
     held = dataclasses.replace(zoo_condition(f"{args.held_out}@0.75"), name=f"held out: {args.held_out}@0.75")
     conditions = [clean_condition(), seen, held]
     specs = [identity_spec()] + [build_derainer_spec(args.preset, r["model"], label=Path(r["model"]).stem)
                                  for rs in runs.values() for r in rs]
-    detector = create_detector(weights=args.detector, imgsz=args.imgsz)
+    detector = build_head({**args.head, "conf": 0.001}, imgsz=args.imgsz).eval()
     evaluation = Evaluation(data, conditions, specs, detector, None, EvalCache(args.out / "cache"),
                             EvalSettings(imgsz=args.imgsz, samples=0))
     records = evaluation.run(progress=not args.quiet)
@@ -189,6 +190,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--preset", default="mspfn_lite")
     parser.add_argument("--weights", default="allweather", help="the start of every variant")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="your ultralytics data YAML (train split trains, val split is scored); "
+                             "default: COCO128 split into 80 train / 48 held-out images")
+    parser.add_argument("--head", default=None,
+                        help="your detection head as a YAML mapping, e.g. \"{type: yolo, weights: best.pt}\" or "
+                             "\"{type: torchvision, arch: fcos_resnet50_fpn, weights: w.pth, nc: 80}\" "
+                             "(default: the COCO YOLOv8n of --shared)")
     parser.add_argument("--held-out", default="garg_nayar", help="rain family never trained on (scored apart)")
     parser.add_argument("--bootstrap", type=int, default=300, help="bootstrap resamples")
     parser.add_argument("--limit", type=int, default=None, help="score the first N held-out images only")
@@ -207,20 +215,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.train_imgsz, args.imgsz, args.bootstrap, args.seeds = 64, 128, 20, "0,1"
     seeds = [int(s) for s in args.seeds.split(",")]
     coco = args.shared / "data" / "coco128"
-    args.detector = args.shared / "weights" / "yolov8n_coco.pt"
-    for need in (coco / "images" / "train2017", args.detector):
-        if not need.exists():
-            raise SystemExit(f"missing {need}: pass --shared (the folder with data/coco128 and weights/yolov8n_coco.pt)")
-    split = args.out / "data"
-    write_split(coco, split, val_count=48)
+    if args.head is None:
+        args.head = {"type": "yolo", "weights": str(args.shared / "weights" / "yolov8n_coco.pt")}
+        if not Path(args.head["weights"]).exists():
+            raise SystemExit(f"missing {args.head['weights']}: pass --shared, or --head with your detector")
+    else:
+        args.head = yaml.safe_load(args.head)
+    if args.data is None:
+        if not (coco / "images" / "train2017").exists():
+            raise SystemExit(f"missing {coco}: pass --shared (the folder with data/coco128), or --data YAML")
+        args.data = write_split(coco, args.out / "data", val_count=48)
+    elif not args.data.is_file():
+        raise SystemExit(f"--data {args.data}: no such data YAML")
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in variants}
     for seed in seeds:  # seed by seed: an interrupted experiment has every variant of the first seeds
         for name, loss in variants.items():
-            runs[name].append(train_variant(args, name, loss, seed, split))
+            runs[name].append(train_variant(args, name, loss, seed))
     costs = {name: {"cpu_h": sum(r["cpu_s"] for r in rs) / 3600, "wall_h": sum(r["wall_s"] for r in rs) / 3600,
                     "steps_per_run": args.steps, "images_seen_per_run": args.steps * args.batch}
              for name, rs in runs.items()}
-    records, accs, conditions = score(args, split, runs)
+    records, accs, conditions = score(args, runs)
     result = table(args, records, accs, conditions, runs)
     text = markdown(result, costs)
     meta = {"steps": args.steps, "batch": args.batch, "train_imgsz": args.train_imgsz, "imgsz": args.imgsz,
