@@ -120,7 +120,7 @@ def score(args: argparse.Namespace, runs: Dict[str, List[Dict[str, Any]]]):
     specs = [identity_spec()] + [build_derainer_spec(args.preset, r["model"], label=Path(r["model"]).stem)
                                  for rs in runs.values() for r in rs]
     detector = build_head({**args.head, "conf": 0.001}, imgsz=args.imgsz).eval()
-    evaluation = Evaluation(data, conditions, specs, detector, None, EvalCache(args.out / "cache"),
+    evaluation = Evaluation(data, conditions, specs, {"detector": detector}, EvalCache(args.out / "cache"),
                             EvalSettings(imgsz=args.imgsz, samples=0))
     records = evaluation.run(progress=not args.quiet)
     return records, evaluation.accumulators, conditions

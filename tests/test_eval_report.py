@@ -95,7 +95,8 @@ def run_eval(data_yaml, detector, derainer, cache, seed=0, conditions=None, segm
     data = open_eval_data(data_yaml, masks=masks)
     specs = [identity_spec(), DerainerSpec("tiny", "mspfn_tiny", None, derainer)]
     conditions = conditions or [clean_condition(), condition_at(0.25)]
-    return Evaluation(data, conditions, specs, detector, segmenter, EvalCache(cache),
+    heads = {name: h for name, h in (("detector", detector), ("segmenter", segmenter)) if h is not None}
+    return Evaluation(data, conditions, specs, heads, EvalCache(cache),
                       EvalSettings(imgsz=64, seed=seed)).run(progress=False)
 
 
@@ -272,7 +273,7 @@ def test_miou_is_the_accumulated_confusion_of_the_cached_masks(tmp_path, detecto
     # the report of the same run (all cached): mIoU column, per-class IoU table, mIoU plot
     data = open_eval_data(data_yaml, masks=tmp_path / "seg" / "masks")
     specs = [identity_spec(), DerainerSpec("tiny", "mspfn_tiny", None, tiny)]
-    result = evaluate_report(data, [clean_condition()], specs, tmp_path / "report", None, segmenter,
+    result = evaluate_report(data, [clean_condition()], specs, tmp_path / "report", {"segmenter": segmenter},
                              EvalSettings(imgsz=64), cache_dir=tmp_path / "cache", progress=False)
     assert result["cache"]["masks"] == {"reused": 6, "computed": 0}
     report = (tmp_path / "report" / "report.md").read_text()
@@ -361,3 +362,27 @@ def test_bad_input_is_one_clear_line_and_exit_2(dataset, tmp_path, capsys, case,
     assert len(err.splitlines()) == 1
     if case != "unwritable_out":
         assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_every_head_is_scored_on_the_same_derained_images(dataset, detector, tiny, tmp_path):
+    """Two detection heads: each its own mAP under ``heads``, the first one's at the top level, the
+    second one's equal to evaluating it alone (same derained images, its own cached detections)."""
+    from taskderain.stages import create_detector
+
+    torch.manual_seed(5)
+    other = create_detector(cfg="yolov8n.yaml", nc=2, imgsz=64).eval()
+    data = open_eval_data(dataset)
+    specs = [identity_spec(), DerainerSpec("tiny", "mspfn_tiny", None, tiny)]
+    conditions = [clean_condition(), condition_at(0.25)]
+    both = Evaluation(data, conditions, specs, {"a": detector, "b": other}, EvalCache(tmp_path / "c"),
+                      EvalSettings(imgsz=64)).run(progress=False)
+    alone = Evaluation(data, conditions, specs, {"b": other}, EvalCache(tmp_path / "c2"),
+                       EvalSettings(imgsz=64)).run(progress=False)
+    for r, r_alone in zip(both, alone):
+        assert set(r["heads"]) == {"a", "b"} and r["map50_95"] == r["heads"]["a"]["map50_95"]
+        assert r["heads"]["b"]["map50_95"] == pytest.approx(r_alone["map50_95"], abs=1e-12)
+    result = evaluate_report(data, conditions, specs, tmp_path / "report", {"a": detector, "b": other},
+                             EvalSettings(imgsz=64), cache_dir=tmp_path / "c", progress=False)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Every head" in report and "| b (map50_95) |" in report.replace("a (map50_95) | ", "")
+    assert result["cache"]["detections"]["computed"] == 0  # both heads' detections were cached per head

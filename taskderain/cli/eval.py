@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     data = open_eval_data(args.data, args.split, images=args.images, limit=args.limit, masks=args.masks,
                           class_map=args.class_map, allow_unpaired_labels=args.allow_unpaired_labels)
     device = resolve_device(config["device"])
-    det_spec, seg_spec = (_first_head(config, task) for task in ("detection", "segmentation"))
-    detector, segmenter = _stages(det_spec, seg_spec, data, args.imgsz, device)
+    det_spec = _first_head(config, "detection")
+    heads = _heads(config, data, args.imgsz, device)
     imgsz = args.imgsz if args.imgsz is not None else ((det_spec or {}).get("imgsz") or 640)
     settings = EvalSettings(imgsz=imgsz, batch=args.batch, seed=config["rain"]["seed"] if args.seed is None else args.seed,
                             conf=args.conf, iou=args.iou, max_det=(det_spec or {}).get("max_det") or 300,
@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in derainers:
         spec.model.to(device)
     result = evaluate_report(
-        data, conditions, derainers, args.out, detector, segmenter, settings, cache_dir=args.cache,
-        detector_weights=(det_spec or {}).get("weights") or (det_spec or {}).get("cfg"),
-        segmenter_weights=(seg_spec or {}).get("weights"), device=str(device), progress=not args.quiet,
+        data, conditions, derainers, args.out, heads, settings, cache_dir=args.cache,
+        weights={n: h.get("weights") or h.get("cfg") for n, h in config["heads"].items()},
+        device=str(device), progress=not args.quiet,
         extra_meta={"config": str(args.config), "overrides": list(args.overrides)})
     print(results_table(result["records"]))
     counts = ", ".join(f"{k} {v['reused']} reused / {v['computed']} computed" for k, v in result["cache"].items())
@@ -115,37 +115,38 @@ def _first_head(config: dict, task: str) -> Optional[Dict[str, Any]]:
     return next((h for h in config["heads"].values() if head_class(h["type"]).task == task), None)
 
 
-def _stages(det_spec: Optional[Dict[str, Any]], seg_spec: Optional[Dict[str, Any]], data, imgsz, device):
-    """(detector or None, segmenter or None) of the pipeline config's heads, checked against the data."""
+def _heads(config: dict, data, imgsz, device) -> Dict[str, Any]:
+    """Every head of the pipeline config, built and checked against the data (segmentation heads only with masks)."""
     from ..pipeline.build import build_head
+    from ..stages.head import head_class
 
-    def build(spec: Dict[str, Any], **override: Any):
-        return build_head(spec, **override).to(device).eval()
-
-    detector = segmenter = None
-    if det_spec is not None:
-        detector = build(det_spec, imgsz=imgsz)
-        source = det_spec.get("weights") or det_spec.get("cfg") or det_spec["type"]
-        if detector.nc != len(data.names):
-            raise CLIError(f"the detector ({source}) has {detector.nc} classes but {data.source} "
-                           f"names {len(data.names)}; evaluate with a detector trained on these classes")
-        differ = [i for i in data.names if detector.names.get(i) != data.names[i]]
-        if differ:
-            i = differ[0]
-            print(f"warning: {len(differ)} class names differ between the detector and {data.source} "
-                  f"(e.g. class {i}: {detector.names.get(i)!r} vs {data.names[i]!r}); scoring by class index",
+    heads: Dict[str, Any] = {}
+    for name, spec in config["heads"].items():
+        task = head_class(spec["type"]).task
+        source = spec.get("weights") or spec.get("cfg") or spec["type"]
+        if task == "segmentation" and data.masks is None:
+            print(f"note: CONFIG has a segmenter ({name}) but no --masks was given: its mIoU is not computed",
                   file=sys.stderr)
-    if seg_spec is not None:
-        if data.masks is None:
-            print("note: CONFIG has a segmenter but no --masks was given: mIoU is not computed", file=sys.stderr)
-        else:
-            segmenter = build(seg_spec)
-            if data.mask_names and len(data.mask_names) != segmenter.num_classes:
-                raise CLIError(f"the segmenter predicts {segmenter.num_classes} classes but the --class-map maps "
-                               f"the masks to {len(data.mask_names)}; use the class map it was trained with")
-            if seg_spec.get("weights") is None:
-                print("warning: the segmenter has no weights (its weights are null): its mIoU is meaningless",
+            continue
+        head = build_head(spec, imgsz=imgsz if task == "detection" else None).to(device).eval()
+        if task == "detection":
+            if head.nc != len(data.names):
+                raise CLIError(f"the detector {name} ({source}) has {head.nc} classes but {data.source} "
+                               f"names {len(data.names)}; evaluate with a detector trained on these classes")
+            differ = [i for i in data.names if head.names.get(i) != data.names[i]]
+            if differ:
+                i = differ[0]
+                print(f"warning: {len(differ)} class names differ between the detector {name} and {data.source} "
+                      f"(e.g. class {i}: {head.names.get(i)!r} vs {data.names[i]!r}); scoring by class index",
                       file=sys.stderr)
-    elif data.masks is not None:
+        elif task == "segmentation":
+            if data.mask_names and len(data.mask_names) != head.num_classes:
+                raise CLIError(f"the segmenter {name} predicts {head.num_classes} classes but the --class-map maps "
+                               f"the masks to {len(data.mask_names)}; use the class map it was trained with")
+            if spec.get("weights") is None:
+                print(f"warning: the segmenter {name} has no weights (its weights are null): its mIoU is meaningless",
+                      file=sys.stderr)
+        heads[name] = head
+    if data.masks is not None and not any(h.task == "segmentation" for h in heads.values()):
         print("note: --masks given but CONFIG has no segmenter: mIoU is not computed", file=sys.stderr)
-    return detector, segmenter
+    return heads

@@ -124,7 +124,7 @@ def ultralytics_crosscheck(weights: PathLike, data: PathLike, split: str = "val"
                               (r["boxes"], r["scores"], r["classes"]))
         theirs = scored.compute()
         detector = create_detector(weights=weights, imgsz=imgsz)
-        ours = Evaluation(evaluated, [clean_condition()], [identity_spec()], detector, None,
+        ours = Evaluation(evaluated, [clean_condition()], [identity_spec()], {"detector": detector},
                           EvalCache(folder / "cache"), EvalSettings(imgsz=imgsz, batch=batch, conf=conf, iou=iou)).run(progress=False)[0]
         return {
             "ultralytics": {"map50_95": float(metrics.box.map), "map50": float(metrics.box.map50)},

@@ -13,7 +13,7 @@ import platform
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from torch import nn
 
@@ -69,12 +69,15 @@ def _describe_module(module: Optional[nn.Module], weights: Optional[str]) -> Opt
 
 
 def evaluate_report(data: EvalData, conditions: Sequence[RainCondition], derainers: Sequence[DerainerSpec],
-                    out: PathLike, detector: Optional[nn.Module] = None, segmenter: Optional[nn.Module] = None,
+                    out: PathLike, heads: Optional[Mapping[str, nn.Module]] = None,
                     settings: Optional[EvalSettings] = None, cache_dir: Optional[PathLike] = None,
-                    detector_weights: Optional[str] = None, segmenter_weights: Optional[str] = None,
+                    weights: Optional[Mapping[str, Optional[str]]] = None,
                     device: str = "cpu", progress: bool = True, extra_meta: Optional[Dict[str, Any]] = None
                     ) -> Dict[str, Any]:
     """Evaluate and write the report folder ``out`` (see the module docstring).
+
+    ``heads``: the task heads by name (every one is scored); ``weights``: head name → the weights
+    it was built from (for the report).
 
     Returns:
         ``{"records": [...], "meta": {...}, "files": {name: path}, "cache": {kind: {"reused", "computed"}}}``.
@@ -82,7 +85,9 @@ def evaluate_report(data: EvalData, conditions: Sequence[RainCondition], deraine
     settings = settings or EvalSettings()
     out = Path(out)
     cache = EvalCache(cache_dir if cache_dir is not None else out / "cache")
-    evaluation = Evaluation(data, conditions, derainers, detector, segmenter, cache, settings)
+    heads, weights = dict(heads or {}), dict(weights or {})
+    evaluation = Evaluation(data, conditions, derainers, heads, cache, settings)
+    first = {task: next((n for n, h in heads.items() if h.task == task), None) for task in ("detection", "segmentation")}
     start = time.perf_counter()
     records = add_recovery(evaluation.run(progress=progress))
     gt_counts = Counter(data.names[int(c)] for _, classes, _ in data.labels for c in classes)
@@ -91,8 +96,10 @@ def evaluate_report(data: EvalData, conditions: Sequence[RainCondition], deraine
         "settings": {**dataclasses.asdict(settings), "dtype": str(settings.dtype)},
         "conditions": [c.describe() for c in conditions],
         "derainers": [d.describe() for d in derainers],
-        "detector": _describe_module(detector, detector_weights),
-        "segmenter": _describe_module(segmenter if evaluation.use_masks else None, segmenter_weights),
+        "detector": _describe_module(evaluation.detector, weights.get(first["detection"])),
+        "segmenter": _describe_module(evaluation.segmenter, weights.get(first["segmentation"])),
+        "heads": {n: {"task": h.task, "description": _describe_module(h, weights.get(n))} for n, h in heads.items()
+                  if h.task == "detection" or evaluation.use_masks},
         "protocol": protocol_lines(settings, evaluation.use_masks),
         "gt_per_class": dict(gt_counts),
         "cache": {"dir": str(cache.root), **cache.counts()},

@@ -148,6 +148,24 @@ def per_class_table(records: Sequence[Dict[str, Any]], key: str, gt_counts: Opti
     return "\n".join(lines)
 
 
+def head_table(records: Sequence[Dict[str, Any]], heads: Dict[str, Any]) -> str:
+    """mAP50-95 / mIoU (%) of every head per (condition, derainer); empty with one head per task."""
+    tasks = [h["task"] for h in heads.values()]
+    if len(tasks) == len(set(tasks)):
+        return ""
+    names = list(heads)
+    key = {"detection": "map50_95", "segmentation": "miou"}
+    lines = ["| condition | derainer | " + " | ".join(f"{n} ({key[heads[n]['task']]})" for n in names) + " |",
+             "|" + "---|" * (len(names) + 2)]
+    for r in records:
+        cells = []
+        for n in names:
+            value = (r.get("heads") or {}).get(n, {}).get(key[heads[n]["task"]])
+            cells.append("—" if value is None else f"{100 * value:.1f}")
+        lines.append(f"| {r['condition']} | {r['derainer']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def timing_table(records: Sequence[Dict[str, Any]]) -> str:
     """Seconds per image per stage (as computed; cached results keep their original time)."""
     head = ["condition", "derainer"] + [f"{s} (s/img)" for s in STAGE_NAMES] + ["computed in this run"]
@@ -170,6 +188,8 @@ def render_report(meta: Dict[str, Any], records: Sequence[Dict[str, Any]], figur
              + (f", masks from `{d['masks']}` ({d['images_with_masks']} images with a mask)" if d.get("masks") else ""),
              f"- Detector: {meta.get('detector') or 'none'}",
              f"- Segmenter: {meta.get('segmenter') or 'none'}",
+             *(["- Heads: " + "; ".join(f"`{n}` ({h['task']}): {h['description']}" for n, h in meta["heads"].items())]
+               if len(meta.get("heads") or {}) > 1 else []),
              "- Derainers: " + "; ".join(
                  f"`{x['label']}`" + (f" = {x['name']} with `{x['weights']}` (sha256 {x['weights_sha256'][:12]})"
                                       if x["weights"] else (" (random weights: meaningless)" if x["random_weights"]
@@ -179,6 +199,10 @@ def render_report(meta: Dict[str, Any], records: Sequence[Dict[str, Any]], figur
              "## Protocol", ""]
     lines += [f"- {p}" for p in meta["protocol"]]
     lines += ["", "## Results", "", results_table(records), ""]
+    extra = head_table(records, meta.get("heads") or {})
+    if extra:
+        lines += ["## Every head", "", "The results table shows the first head of each task; all of them here:", "",
+                  extra, ""]
     ap = per_class_table(records, "per_class_ap", meta.get("gt_per_class"))
     if ap:
         lines += ["## Per-class AP@[.5:.95] (%)", "", ap, ""]

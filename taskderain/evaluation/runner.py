@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -78,15 +78,24 @@ class EvalSettings:
 
 @dataclass
 class Accumulator:
-    """Running scores of one (condition, derainer) pair."""
+    """Running scores of one (condition, derainer) pair; one metric accumulator per head (by name)."""
 
-    detection: Optional[DetectionEvaluator]
-    segmentation: Optional[SegmentationEvaluator]
+    detections: Dict[str, DetectionEvaluator]
+    segmentations: Dict[str, SegmentationEvaluator]
     psnr: List[float] = field(default_factory=list)
     ssim: List[float] = field(default_factory=list)
     time: Dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     computed: Dict[str, int] = field(default_factory=lambda: {s: 0 for s in STAGES[:4]})
     images: int = 0
+
+    @property
+    def detection(self) -> Optional[DetectionEvaluator]:
+        """The first detection head's accumulator (None without one)."""
+        return next(iter(self.detections.values()), None)
+
+    @property
+    def segmentation(self) -> Optional[SegmentationEvaluator]:
+        return next(iter(self.segmentations.values()), None)
 
 
 @dataclass
@@ -114,22 +123,26 @@ class Evaluation:
         data: the checked evaluation set.
         conditions: rain conditions (clean first).
         derainers: specs (identity first).
-        detector: a :class:`~taskderain.stages.Detector` or None; its NMS is set from ``settings``.
-        segmenter: a :class:`~taskderain.stages.Segmenter` or None (scored where masks exist).
+        heads: the task heads by name (:class:`~taskderain.stages.TaskHead`: detection heads get
+            the NMS of ``settings``; segmentation heads are scored where masks exist). Every head is
+            scored on the same derained images; records carry each head's metrics under ``heads``
+            and the first head of each task's at the top level.
         cache: where per-image results are kept.
     """
 
     def __init__(self, data: EvalData, conditions: Sequence[RainCondition], derainers: Sequence[DerainerSpec],
-                 detector: Optional[nn.Module], segmenter: Optional[nn.Module], cache: EvalCache,
-                 settings: EvalSettings) -> None:
+                 heads: Mapping[str, nn.Module], cache: EvalCache, settings: EvalSettings) -> None:
         self.data, self.conditions, self.derainers = data, list(conditions), list(derainers)
-        self.detector, self.segmenter, self.cache, self.settings = detector, segmenter, cache, settings
-        if detector is not None:
-            detector.conf, detector.iou, detector.max_det = settings.conf, settings.iou, settings.max_det
-        self.use_masks = segmenter is not None and data.masks is not None
-        self.det_digest = module_digest(detector) if detector is not None else None
-        self.seg_digest = module_digest(segmenter) if self.use_masks else None
-        self.stride = int(getattr(detector, "stride", 32) or 32)
+        self.cache, self.settings = cache, settings
+        self.detectors = {n: h for n, h in heads.items() if h.task == "detection"}
+        self.segmenters = {n: h for n, h in heads.items() if h.task == "segmentation"} if data.masks is not None else {}
+        for det in self.detectors.values():
+            if hasattr(det, "max_det"):
+                det.conf, det.iou, det.max_det = settings.conf, settings.iou, settings.max_det
+        self.use_masks = bool(self.segmenters)
+        self.digests = {n: module_digest(h) for n, h in {**self.detectors, **self.segmenters}.items()}
+        # the canvases are multiples of every detector's stride
+        self.stride = max([int(getattr(d, "stride", 32) or 32) for d in self.detectors.values()] or [32])
         self.samples: List[SampleView] = []
         #: per (condition name, derainer label): the per-image scores of the last :meth:`run`
         self.accumulators: Dict[Tuple[str, str], Accumulator] = {}
@@ -149,13 +162,23 @@ class Evaluation:
         planned = plan_geometries(shapes, s.imgsz, s.batch, self.stride, s.pad)
         return dict(zip(order, planned))
 
+    @property
+    def detector(self) -> Optional[nn.Module]:
+        """The first detection head (None without one)."""
+        return next(iter(self.detectors.values()), None)
+
+    @property
+    def segmenter(self) -> Optional[nn.Module]:
+        """The first segmentation head scored (None without one, or without masks)."""
+        return next(iter(self.segmenters.values()), None)
+
     def _accumulators(self) -> Dict[Tuple[str, str], Accumulator]:
         out = {}
         for c in self.conditions:
             for d in self.derainers:
-                det = DetectionEvaluator(self.data.names) if self.detector is not None else None
-                seg = (SegmentationEvaluator(self.segmenter.num_classes, IGNORE, self.data.mask_names or
-                                             self.segmenter.names) if self.use_masks else None)
+                det = {n: DetectionEvaluator(self.data.names) for n in self.detectors}
+                seg = {n: SegmentationEvaluator(h.num_classes, IGNORE, self.data.mask_names or h.names)
+                       for n, h in self.segmenters.items()}
                 out[(c.name, d.label)] = Accumulator(det, seg)
         return out
 
@@ -190,14 +213,15 @@ class Evaluation:
         acc.time["derain"] += meta["derain_s"]
         return derained, key
 
-    def _detections(self, derained: np.ndarray, dkey: str, geometry: ValidatorGeometry, acc: Accumulator):
+    def _detections(self, name: str, derained: np.ndarray, dkey: str, geometry: ValidatorGeometry,
+                    acc: Accumulator):
         s = self.settings
-        key = cache_key(kind="detections", derained=dkey, detector=self.det_digest, conf=s.conf, iou=s.iou,
+        key = cache_key(kind="detections", derained=dkey, detector=self.digests[name], conf=s.conf, iou=s.iou,
                         max_det=s.max_det, nms="multi_label", **geometry.key())
         entry = self.cache.get_json("detections", key)
         if entry is None:
             start = time.perf_counter()
-            boxes, scores, classes = detect_uint8(self.detector, derained, geometry)
+            boxes, scores, classes = detect_uint8(self.detectors[name], derained, geometry)
             entry = {"boxes": boxes.tolist(), "scores": scores.tolist(), "classes": classes.tolist(),
                      "detect_s": time.perf_counter() - start}
             self.cache.put_json("detections", key, entry)
@@ -206,14 +230,14 @@ class Evaluation:
         return (np.asarray(entry["boxes"], np.float64).reshape(-1, 4), np.asarray(entry["scores"], np.float64),
                 np.asarray(entry["classes"], np.int64))
 
-    def _mask(self, derained: np.ndarray, dkey: str, acc: Accumulator) -> np.ndarray:
-        key = cache_key(kind="masks", derained=dkey, segmenter=self.seg_digest)
+    def _mask(self, name: str, derained: np.ndarray, dkey: str, acc: Accumulator) -> np.ndarray:
+        key = cache_key(kind="masks", derained=dkey, segmenter=self.digests[name])
         hit = self.cache.get_image("masks", key, mask=True)
         if hit is not None:
             mask, meta = hit
         else:
             start = time.perf_counter()
-            mask = segment_uint8(self.segmenter, derained)
+            mask = segment_uint8(self.segmenters[name], derained)
             meta = {"segment_s": time.perf_counter() - start}
             self.cache.put_image("masks", key, mask, meta, mask=True)
             acc.computed["segment"] += 1
@@ -254,22 +278,22 @@ class Evaluation:
                 for spec in self.derainers:
                     acc = accs[(cond.name, spec.label)]
                     derained, dkey = self._derained(spec, cond, sample, image_sha, geometry, rain, acc)
-                    dets = self._detections(derained, dkey, geometry, acc) if self.detector is not None else None
-                    pred_mask = self._mask(derained, dkey, acc) if gt_mask is not None else None
+                    dets = {n: self._detections(n, derained, dkey, geometry, acc) for n in self.detectors}
+                    masks = {n: self._mask(n, derained, dkey, acc) for n in self.segmenters} if gt_mask is not None else {}
                     start = time.perf_counter()
                     if spec.is_identity and cond.is_clean:
                         acc.psnr.append(math.inf)  # the reference itself
                     else:
                         acc.psnr.append(psnr(derained, reference))
                         acc.ssim.append(ssim(derained, reference))
-                    if dets is not None:
-                        acc.detection.add_sample(sample, dets)
-                    if pred_mask is not None:
-                        acc.segmentation.add(pred_mask, gt_mask)
+                    for name, found in dets.items():
+                        acc.detections[name].add_sample(sample, found)
+                    for name, mask in masks.items():
+                        acc.segmentations[name].add(mask, gt_mask)
                     acc.time["metrics"] += time.perf_counter() - start
                     acc.images += 1
-                    if view is not None and dets is not None:
-                        view.outputs[(cond.name, spec.label)] = (derained, dets)
+                    if view is not None and dets:
+                        view.outputs[(cond.name, spec.label)] = (derained, next(iter(dets.values())))
         return [self._record(cond, spec, accs[(cond.name, spec.label)])
                 for cond in self.conditions for spec in self.derainers]
 
@@ -280,14 +304,19 @@ class Evaluation:
             "reference": cond.is_clean and spec.is_identity, "n_images": acc.images,
             "psnr_y": _mean(acc.psnr), "ssim_y": _mean(acc.ssim) if acc.ssim else None,
         }
-        if acc.detection is not None:
-            coco = acc.detection.compute()
-            record.update(map50_95=coco["map50_95"], map50=coco["map50"], map75=coco["map75"],
-                          per_class_ap=coco["per_class"], n_gt=coco["n_gt"], n_det=coco["n_det"])
-        if acc.segmentation is not None:
-            seg = acc.segmentation.compute()
-            record.update(miou=seg["miou"], pixel_acc=seg["pixel_acc"], per_class_iou=seg["per_class"],
-                          n_seg_images=seg["n_images"])
+        heads: Dict[str, Dict[str, Any]] = {}
+        for name, evaluator in acc.detections.items():
+            coco = evaluator.compute()
+            heads[name] = dict(task="detection", map50_95=coco["map50_95"], map50=coco["map50"], map75=coco["map75"],
+                               per_class_ap=coco["per_class"], n_gt=coco["n_gt"], n_det=coco["n_det"])
+        for name, evaluator in acc.segmentations.items():
+            seg = evaluator.compute()
+            heads[name] = dict(task="segmentation", miou=seg["miou"], pixel_acc=seg["pixel_acc"],
+                               per_class_iou=seg["per_class"], n_seg_images=seg["n_images"])
+        for first in (next(iter(acc.detections), None), next(iter(acc.segmentations), None)):
+            if first is not None:  # the first head of each task: the report's columns
+                record.update({k: v for k, v in heads[first].items() if k != "task"})
+        record["heads"] = heads
         acc.time["metrics"] += time.perf_counter() - start
         n = max(acc.images, 1)
         record["time_s"] = {k: v for k, v in acc.time.items()}

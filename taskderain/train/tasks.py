@@ -177,14 +177,14 @@ def task_loss(pipeline: nn.Module, batch: Dict[str, Any], terms: LossTerms, devi
 
 def task_evaluation(pipeline: nn.Module, data: TaskData, device: torch.device,
                     amp_dtype: Optional[torch.dtype]) -> Evaluation:
-    """The :class:`~taskderain.evaluation.Evaluation` of the pipeline's live stages on the val set
-    (first head of each task; nothing cached: the weights change between validations)."""
-    derainer, detector, segmenter = pipeline.derainer, pipeline.detector, pipeline.segmenter
+    """The :class:`~taskderain.evaluation.Evaluation` of the pipeline's live stages (every head) on the
+    val set; nothing cached: the weights change between validations."""
+    derainer, detector = pipeline.derainer, pipeline.detector
     trained = any(True for _ in derainer.parameters())
     spec = DerainerSpec("derainer", "derainer", None, derainer) if trained else identity_spec()
     nms = {k: getattr(detector, k) for k in ("conf", "iou", "max_det")} if detector is not None else {}
     settings = EvalSettings(imgsz=data.imgsz, seed=data.seed, dtype=amp_dtype, samples=0, **nms)
-    return Evaluation(data.val, [data.condition], [spec], detector, segmenter, EvalCache(None), settings)
+    return Evaluation(data.val, [data.condition], [spec], dict(pipeline.heads), EvalCache(None), settings)
 
 
 @torch.no_grad()
