@@ -133,6 +133,8 @@ def test_models_lists_the_head_types_and_loss_terms(capsys):
     rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith("loss terms")}
     assert {"yolo", "smp", "torchvision", "restoration", "detection", "segmentation"} <= set(rows)
     assert "detection" in rows["torchvision"] and "min_size" in rows["torchvision"]
+    assert {"detector_features", "detection_consistency", "targeted_restoration"} <= set(rows)  # the task terms
+    assert {"cascade", "joint", "detector_on_rain", "segmenter"} <= set(rows)  # the training modes
 
 
 def test_a_plain_coco_state_dict_loads_with_the_coco_label_map(tmp_path):

@@ -1,7 +1,7 @@
 """``taskderain models``: list the registered derainer presets and the weights shipped for them;
 ``--rain``: the rain presets and rain-zoo families that ``synth --rain``, ``eval --rain`` and the
 training config's ``data.rain`` accept; ``--heads``: the task head types (``heads: {name: {type}}``)
-and the registered loss terms (``loss:``)."""
+the registered loss terms (``loss:``) and the training modes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..models.registry import get_entry, list_derainers
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("models", help="list derainer presets (--rain: rain presets and families)")
     parser.add_argument("--rain", action="store_true", help="list the rain presets and rain-zoo families instead")
-    parser.add_argument("--heads", action="store_true", help="list the task head types and loss terms instead")
+    parser.add_argument("--heads", action="store_true", help="list the task head types, loss terms and training modes instead")
     parser.set_defaults(run=run)
 
 
@@ -29,7 +29,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<14} {cls.task:<13} {doc}  options: {', '.join(cls.OPTIONS)}")
         print("\nloss terms (also: any head's name, or {fn: package.module:function, weight: w}):")
         for name in list_loss_terms():
-            print(f"{name:<14} {((get_loss_term(name).__doc__ or '').strip().splitlines() or [''])[0]}")
+            print(f"{name:<22} {((get_loss_term(name).__doc__ or '').strip().splitlines() or [''])[0]}")
+        from ..train.config import MODE_STAGES
+        from ..train.training_task import list_training_tasks, training_task_class
+
+        print("\ntraining modes (train.mode; register_training_task adds yours):")
+        for name in list_training_tasks():
+            doc = MODE_STAGES[name]["doc"] if name in MODE_STAGES else (
+                (training_task_class(name).__doc__ or "").strip().splitlines() or [""])[0]
+            print(f"{name:<22} {doc}")
         return 0
     if args.rain:
         from ..rain import PRESET_INTENSITY

@@ -50,7 +50,9 @@ def _has_detection_head(pipeline: Any) -> bool:
 @register_loss_term("detector_features")
 def detector_features(step: Step, head: Optional[str] = None,
                       layers: Optional[Sequence[int]] = None) -> Optional[torch.Tensor]:
-    """Mean over ``layers`` (default: the detection head's inputs) of
+    """Task-driven perceptual loss: L1 of the frozen detector's features, derained vs clean.
+
+    The mean over ``layers`` (default: the detection head's inputs) of
     ``|f(derained) − f(clean)|₁ / mean|f(clean)|`` with the detection head's features ``f``."""
     det = _detection_head(step, head)
     if det is None or step.clean is None or not hasattr(det, "features"):
@@ -83,8 +85,10 @@ def pseudo_labels(detections: Sequence[Any], shape: Sequence[int], device: torch
 
 @register_loss_term("detection_consistency")
 def detection_consistency(step: Step, head: Optional[str] = None, conf: float = 0.25) -> Optional[torch.Tensor]:
-    """The detection loss (sum of its parts, per image) of the derained images against the
-    detector's own detections on the clean images (confidence ≥ ``conf``)."""
+    """Detection consistency: the detector's loss on derained images against its detections on clean ones.
+
+    The detection loss (sum of its parts, per image) with the detector's own detections on the
+    clean images (confidence ≥ ``conf``) as labels."""
     det = _detection_head(step, head)
     if det is None or step.clean is None:
         return None
@@ -120,7 +124,10 @@ def targeted_target(det: Any, clean: torch.Tensor, batch: Dict[str, Any], epsilo
 @register_loss_term("targeted_restoration")
 def targeted_restoration(step: Step, head: Optional[str] = None, epsilon: float = 4 / 255,
                          steps: int = 2) -> Optional[torch.Tensor]:
-    """MSPFN's loss of the derained images against :func:`targeted_target` of the clean images."""
+    """Targeted restoration (Sun et al. 2022): MSPFN's loss to the clean image nudged toward the labels.
+
+    The target is :func:`targeted_target` of the clean images (``steps`` signed-gradient steps of
+    the detection loss, within ``epsilon`` per pixel)."""
     det = _detection_head(step, head)
     if det is None or step.clean is None or not det.has_labels(step.batch):
         return None

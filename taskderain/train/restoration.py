@@ -24,7 +24,7 @@ from .training_task import TrainingTask, register_training_task
 
 @register_training_task("restoration")
 class RestorationTask(TrainingTask):
-    """See the module docstring."""
+    """The derainer alone on (rainy, clean) pairs, MSPFN's loss, validated by PSNR-Y."""
 
     metric_names = ("psnr_y",)
 
