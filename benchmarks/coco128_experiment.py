@@ -13,8 +13,8 @@ The experiment of the training issue, end to end with ``taskderain train`` runs:
 4. the clean and rainy rows: the pretrained detector and the trained segmenter on the clean and
    on the rainy val images.
 
-Every run validates on the same rainy val images (heavy rain, seed 0, letterboxed to imgsz) with
-``validate_task``; the table scores each run's final weights (no checkpoint selection on val),
+Every run validates on the same rainy val images (heavy rain, seed 0) with ``validate_task`` (the
+evaluator of ``taskderain eval``, ultralytics' validator geometry at imgsz); the table scores each run's final weights (no checkpoint selection on val),
 exported with ``export_stages`` to ``<out>/export/<run>/`` and scored again in one process.
 Budgets are wall-clock (``time=`` of the trainer), so step counts depend on the machine: they are
 in the table. Writes ``<out>/results.json`` and ``<out>/results.md``.
@@ -136,8 +136,9 @@ def score_exports(args: argparse.Namespace, config_path: Path, exports: Path) ->
     ``exports/<row>/`` may hold ``derainer.pt`` (else identity), ``detector.pt`` (else the
     pretrained detector) and ``segmenter.pt`` (else ``exports/segmenter/segmenter.pt``, the
     segmenter trained alone). ``clean`` and ``rainy`` use identity + pretrained detector. Scoring
-    is :func:`~taskderain.train.tasks.validate_task` (the training validation: letterbox, NMS as
-    ultralytics' validator, no NMS time limit), so every row is measured the same way.
+    is :func:`~taskderain.train.tasks.validate_task` (the training validation: the evaluator of
+    ``taskderain eval``, NMS as ultralytics' validator, no NMS time limit), so every row is measured
+    the same way.
     """
     import torch
 
