@@ -117,8 +117,9 @@ def score(args: argparse.Namespace, runs: Dict[str, List[Dict[str, Any]]]):
                                name=f"seen: mix w/o {args.held_out}@0.75")
     held = dataclasses.replace(zoo_condition(f"{args.held_out}@0.75"), name=f"held out: {args.held_out}@0.75")
     conditions = [clean_condition(), seen, held]
-    specs = [identity_spec()] + [build_derainer_spec(args.preset, r["model"], label=Path(r["model"]).stem)
-                                 for rs in runs.values() for r in rs]
+    start = [build_derainer_spec(args.preset, args.weights, label="start")] if args.weights else []
+    specs = [identity_spec(), *start] + [build_derainer_spec(args.preset, r["model"], label=Path(r["model"]).stem)
+                                         for rs in runs.values() for r in rs]
     detector = build_head({**args.head, "conf": 0.001}, imgsz=args.imgsz).eval()
     evaluation = Evaluation(data, conditions, specs, {"detector": detector}, EvalCache(args.out / "cache"),
                             EvalSettings(imgsz=args.imgsz, samples=0))
@@ -145,6 +146,11 @@ def table(args, records, accs, conditions, runs) -> Dict[str, Any]:
         lost = clean["map50_95"] - rainy["map50_95"]
         out["rows"].append({"condition": cond.name, "variant": "rainy (no derainer)", "map50_95": rainy["map50_95"],
                             "map50": rainy["map50"], "psnr_y": rainy["psnr_y"]})
+        if (cond.name, "start") in by:  # the derainer every variant starts from, not fine-tuned
+            s0 = by[(cond.name, "start")]
+            out["rows"].append({"condition": cond.name, "variant": f"start ({args.weights}, not fine-tuned)",
+                                "map50_95": s0["map50_95"], "map50": s0["map50"], "psnr_y": s0["psnr_y"],
+                                "recovered": (s0["map50_95"] - rainy["map50_95"]) / lost if lost > 0 else math.nan})
         for name, seeds in labels.items():
             rows = [by[(cond.name, label)] for label in seeds]
             mean = lambda key: float(np.mean([r[key] for r in rows]))  # noqa: E731
