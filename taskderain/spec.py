@@ -171,7 +171,7 @@ def training_raw(raw: Mapping[str, Any], where: str) -> Dict[str, Any]:
     ``data.rain*``, the heads and ``device`` as they are, the ``train`` keys at the top."""
     train = dict(raw["train"])
     data = dict(train.pop("data", None) or {})
-    for key in (*RAIN_TO_DATA.values(), "rain"):
+    for key in RAIN_TO_DATA.values():
         if key in data:
             raise ConfigError(f"{where}: 'train.data.{key}' belongs in the top-level 'rain' section "
                               f"({', '.join(f'rain.{k}' for k in RAIN_TO_DATA)}): the rain trained on is the rain "

@@ -183,7 +183,7 @@ def test_validation_maps_boxes_to_original_pixels(yolo_data, tmp_path, monkeypat
 
     trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run"), ["data.imgsz=32"]))
     task, detector = trainer.task.data, trainer.pipeline.detector
-    geometries = task_evaluation(trainer.pipeline, task, torch.device("cpu"), None).geometries()
+    geometries = task_evaluation(trainer.pipeline, task, None).geometries()
     truth = iter([(task.val.dataset[i], geometries[i]) for i in task.val_indices])
 
     def predict(images, **kwargs):
@@ -199,7 +199,7 @@ def test_validation_maps_boxes_to_original_pixels(yolo_data, tmp_path, monkeypat
         return [Detections(xyxy, torch.ones(len(xyxy)), torch.as_tensor(sample["cls"]).long(), detector.names)]
 
     monkeypatch.setattr(detector, "predict", predict)
-    metrics = validate_task(trainer.pipeline, task, torch.device("cpu"), None)
+    metrics = validate_task(trainer.pipeline, task, None)
     assert metrics["map50_95"] == pytest.approx(1.0) and metrics["map50"] == pytest.approx(1.0)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..data.letterbox import LetterboxParams, letterbox_image, letterbox_mask, letterbox_params
+from ..data.letterbox import LetterboxParams, letterbox_image, letterbox_params
 
 Shape = Tuple[int, int]
 
@@ -117,9 +117,6 @@ class ValidatorGeometry:
     def pad(self, content: np.ndarray) -> np.ndarray:
         """The resized (h, w, 3) uint8 content on its canvas (grey 114 border): the detector's input."""
         return letterbox_image(content, self.border)
-
-    def pad_mask(self, mask: np.ndarray, ignore_index: int = 255) -> np.ndarray:
-        return letterbox_mask(mask, self.border, ignore_index)
 
     def to_original(self, boxes: np.ndarray) -> np.ndarray:
         """xyxy boxes in canvas pixels → original image pixels, clipped (ultralytics' ``scale_boxes``)."""

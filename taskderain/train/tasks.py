@@ -175,8 +175,7 @@ def task_loss(pipeline: nn.Module, batch: Dict[str, Any], terms: LossTerms, devi
     return terms(Step(pipeline, batch, rainy, derained.float(), clean, step, amp_dtype))
 
 
-def task_evaluation(pipeline: nn.Module, data: TaskData, device: torch.device,
-                    amp_dtype: Optional[torch.dtype]) -> Evaluation:
+def task_evaluation(pipeline: nn.Module, data: TaskData, amp_dtype: Optional[torch.dtype]) -> Evaluation:
     """The :class:`~taskderain.evaluation.Evaluation` of the pipeline's live stages (every head) on the
     val set; nothing cached: the weights change between validations."""
     derainer, detector = pipeline.derainer, pipeline.detector
@@ -188,13 +187,12 @@ def task_evaluation(pipeline: nn.Module, data: TaskData, device: torch.device,
 
 
 @torch.no_grad()
-def validate_task(pipeline: nn.Module, data: TaskData, device: torch.device,
-                  amp_dtype: Optional[torch.dtype]) -> Dict[str, float]:
+def validate_task(pipeline: nn.Module, data: TaskData, amp_dtype: Optional[torch.dtype]) -> Dict[str, float]:
     """``{"psnr_y" (with a derainer), "map50_95", "map50", "miou" (with a segmenter)}`` on the val set."""
     was_training = pipeline.training
     pipeline.eval()
     try:
-        evaluation = task_evaluation(pipeline, data, device, amp_dtype)
+        evaluation = task_evaluation(pipeline, data, amp_dtype)
         record = evaluation.run(progress=False)[0]
     finally:
         pipeline.train(was_training)
@@ -249,7 +247,7 @@ class TaskDrivenTask(TrainingTask):
         return task_loss(self.pipeline, batch, self.terms, self.device, amp_dtype, step)
 
     def validate(self, amp_dtype: Optional[torch.dtype]) -> Optional[Dict[str, float]]:
-        return None if self.val_set is None else validate_task(self.pipeline, self.data, self.device, amp_dtype)
+        return None if self.val_set is None else validate_task(self.pipeline, self.data, amp_dtype)
 
     def stage_states(self) -> Dict[str, Dict[str, torch.Tensor]]:
         return {name: {k: v.detach().cpu().clone() for k, v in self.pipeline.heads[name].state_dict().items()}
