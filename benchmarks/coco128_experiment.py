@@ -142,6 +142,7 @@ def score_exports(args: argparse.Namespace, config_path: Path, exports: Path) ->
     """
     import torch
 
+    from taskderain.evaluation import clean_condition
     from taskderain.inference import resolve_device
     from taskderain.models import create_derainer, load_derainer
     from taskderain.pipeline import Pipeline
@@ -166,12 +167,12 @@ def score_exports(args: argparse.Namespace, config_path: Path, exports: Path) ->
 
     rows: Dict[str, Dict[str, Any]] = {}
     base = pipeline(None)
-    rows["rainy"] = validate_task(base, data, args.batch, device, amp)
-    data.val.p = 0.0  # the same val images without rain
-    rows["clean"] = validate_task(base, data, args.batch, device, amp)
-    data.val.p = 1.0
+    rows["rainy"] = validate_task(base, data, amp)
+    rain, data.condition = data.condition, clean_condition()  # the same val images without rain
+    rows["clean"] = validate_task(base, data, amp)
+    data.condition = rain
     for folder in sorted(p for p in exports.iterdir() if p.is_dir() and p.name != "segmenter"):
-        rows[folder.name] = {**validate_task(pipeline(folder), data, args.batch, device, amp), "steps": _step(folder)}
+        rows[folder.name] = {**validate_task(pipeline(folder), data, amp), "steps": _step(folder)}
     return rows
 
 
@@ -228,7 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # phase 1: segmenter, restoration (MSPFN loss only), detector_on_rain (both phases' budget)
     cfg = {
         "segmenter": run_config(base, out, "segmenter", mode="segmenter", best_metric="miou", segmenter=seg,
-                                detector={"weights": None}, optim={"lr_segmenter": 1e-3}),
+                                detector=None, optim={"lr_segmenter": 1e-3}),  # null: no detector head
         "restoration": run_config(base, out, "restoration", mode="cascade", best_metric="psnr_y",
                                   loss={"restoration": 1.0, "detection": 0.0, "segmentation": 0.0}),
         "detector_on_rain": run_config(base, out, "detector_on_rain", mode="detector_on_rain",
