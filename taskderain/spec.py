@@ -219,7 +219,7 @@ def load_spec(source: Union[PathLike, Mapping[str, Any], None] = None, overrides
         if not is_spec(raw):
             raise ConfigError(f"{where}: 'train' must be a mapping (mode, data, optim, ...)")
         t = train_config_from_raw(training_raw(raw, where), where, folder)
-        schedule = {k: t[k] for k in ("accumulate", "grad_clip", "save_every", "val_every", "best_metric",
+        schedule = {k: t[k] for k in ("accumulate", "grad_clip", "freeze_bn", "save_every", "val_every", "best_metric",
                                       "tensorboard", "keep_freed_memory", "callbacks")}
         train = TrainSection(t["mode"], t["out"], t["data"], t["optim"], t["loss"], t["steps"], t["epochs"],
                              t["time"], t["seed"], t["amp"], t["resume"], schedule, _head_sections(t["heads"]))

@@ -16,6 +16,7 @@ class FreezableStage(nn.Module):
     """
 
     frozen: bool = False
+    batchnorm_frozen: bool = False
 
     def freeze(self) -> "FreezableStage":
         """No parameter gradients, eval mode from now on (BatchNorm statistics fixed)."""
@@ -29,6 +30,12 @@ class FreezableStage(nn.Module):
         for name, param in self.named_parameters():
             param.requires_grad_(self.trainable(name))
         return self
+
+    def freeze_batchnorm(self) -> "FreezableStage":
+        """Keep every BatchNorm in eval mode from now on (running statistics fixed, still trainable
+        affine parameters): fine-tuning on small batches without re-estimating the statistics."""
+        self.batchnorm_frozen = True
+        return self.train(self.training)
 
     def trainable(self, name: str) -> bool:
         """Whether parameter ``name`` is trained when unfrozen (all, unless a stage says otherwise)."""
@@ -45,5 +52,11 @@ class FreezableStage(nn.Module):
             self.train(was_training)
 
     def train(self, mode: bool = True) -> "FreezableStage":
-        """As ``nn.Module.train``, except that a frozen stage stays in eval mode."""
-        return super().train(mode and not self.frozen)
+        """As ``nn.Module.train``, except that a frozen stage stays in eval mode, and so do its
+        BatchNorm layers after :meth:`freeze_batchnorm`."""
+        super().train(mode and not self.frozen)
+        if self.batchnorm_frozen:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self

@@ -102,6 +102,7 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
     "epochs": ((int, None), None),
     "accumulate": ((int,), 1),               # micro-batches per optimizer step
     "grad_clip": (Number + (None,), None),   # max global grad norm
+    "freeze_bn": ((bool,), False),           # joint / detector_on_rain: trained heads keep their BatchNorm statistics
     "seed": ((int,), 0),
     "device": ((str,), "auto"),
     "amp": ((bool,), False),                 # bf16 autocast (CPU and CUDA; no grad scaler needed)
@@ -120,7 +121,8 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
 DEFAULT_LOSS = {"restoration": 1.0, "detection": 0.01, "segmentation": 0.01}
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).
-RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "heads", "accumulate", "seed", "grad_clip", "amp")
+RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "heads", "accumulate", "seed", "grad_clip", "amp",
+               "freeze_bn")
 #: option defaults of the heads in training that differ from inference: validation NMS at the mAP
 #: protocol's low confidence
 TRAIN_HEAD_DEFAULTS = {"yolo": {"conf": 0.001}}

@@ -7,7 +7,9 @@ Modes (config ``mode``):
   by default ``restoration · mspfn_loss(derained, clean) + detection · det + segmentation · seg``.
 * ``joint``: the same loss, every stage trained (detector/segmenter in train mode) with its own
   param group and base lr (``optim.lr``, ``optim.lr_detector``, ``optim.lr_segmenter``; all
-  follow the same decay schedule).
+  follow the same decay schedule). ``freeze_bn: true`` keeps the trained heads' BatchNorm
+  statistics fixed (eval-mode BatchNorm, affine parameters still trained), as detection
+  fine-tuning on small batches usually does (torchvision's ``FrozenBatchNorm2d``).
 * ``detector_on_rain``: no derainer (``identity``); the detector alone is fine-tuned on the
   rainy images with ``loss.detection · det / B``.
 * ``segmenter``: no derainer, no detector; the segmenter alone trained on CLEAN images (no rain,
@@ -125,6 +127,8 @@ def build_heads(config: Dict[str, Any], nc: Optional[int] = None) -> Dict[str, n
             raise ConfigError(f"train config: 'heads.{name}' detects {head.nc} classes but data.detection "
                               f"({config['data']['detection']}) has {nc}; set heads.{name}.nc={nc} or use matching weights")
         heads[name] = head.unfreeze() if cls.task in stages["train_heads"] else head.freeze()
+        if config["freeze_bn"] and not head.frozen:  # small batches: keep the pretrained statistics
+            head.freeze_batchnorm()
     return heads
 
 
