@@ -219,6 +219,10 @@ def markdown(result: Dict[str, Any], costs: Dict[str, Dict[str, float]]) -> str:
                      f"{'—' if cost is None else f'{cost:.2f}'} |")
     lines += ["", "mAP in points (×100); Δ = mean over seeds of variant − restoration-only on the same images, "
               "interval from the paired bootstrap over images."]
+    widths = [(r["vs_restoration"]["high"] - r["vs_restoration"]["low"]) / 2 for r in result["rows"] if r.get("vs_restoration")]
+    if widths:
+        lines.append(f"Interval half-widths {min(widths) * 100:.1f}–{max(widths) * 100:.1f} points: the "
+                     f"smallest difference these images resolve.")
     return "\n".join(lines)
 
 

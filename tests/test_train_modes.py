@@ -111,6 +111,21 @@ def test_joint_trains_every_stage_with_its_lr(yolo_data, tmp_path):
     assert all(torch.equal(stages["detector"][k], v) for k, v in trainer.pipeline.detector.state_dict().items())
 
 
+def test_joint_freeze_bn_trains_weights_and_keeps_batchnorm_statistics(yolo_data, tmp_path):
+    trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run", mode="joint", freeze_bn=True)))
+    detector = trainer.pipeline.detector
+    det0 = _det_state(trainer)
+    trainer.fit()
+    changed = _changed(det0, detector.state_dict())
+    assert any(k.endswith(".weight") for k in changed)  # convolutions and BN affine parameters learn
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed)
+    detector.train()  # what the loop calls every epoch: the stage trains, its BatchNorm layers do not
+    norms = [m for m in detector.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert detector.training and norms and not any(m.training for m in norms)
+    with pytest.raises(Exception, match=r"'freeze_bn' differs"):  # a resume keeps the setting
+        Trainer(load_train_config(config(yolo_data, tmp_path / "run", mode="joint", resume=True))).fit()
+
+
 def test_detector_on_rain_trains_detector_only(yolo_data, tmp_path):
     trainer = Trainer(load_train_config(config(yolo_data, tmp_path / "run", mode="detector_on_rain",
                                                best_metric="map50_95")))

@@ -5,7 +5,8 @@ both arms on the *same* resample (paired: image difficulty cancels) and returns 
 interval of ``mean(metric(variant arms)) − mean(metric(baseline arms))``. Several arms per side
 (e.g. training seeds) are averaged inside each resample, so the interval covers the image sample;
 the seed spread is reported beside it. Corpus-level metrics such as COCO mAP are recomputed on
-every resample (:meth:`DetectionEvaluator.compute` with ``indices``), not averaged per image.
+every resample, not averaged per image (:meth:`DetectionEvaluator.resampled`: COCOeval's
+per-image matching once, its pooling per resample).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ Metric = Callable[[Any, Sequence[int]], float]
 
 def coco_map50_95(evaluator: Any, indices: Sequence[int]) -> float:
     """mAP50-95 of a :class:`~taskderain.metrics.DetectionEvaluator` on a resample."""
-    return float(evaluator.compute(indices)["map50_95"])
+    return float(evaluator.resampled(indices)["map50_95"])
 
 
 def paired_bootstrap(variant: Sequence[Any], baseline: Sequence[Any], metric: Metric = coco_map50_95,

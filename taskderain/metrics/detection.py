@@ -86,6 +86,30 @@ def coco_map(
         ValueError: lengths of ``gt``/``preds``/``sizes`` differ, bad box shapes, or a class
             outside ``names`` (naming the image and the class).
     """
+    built = _coco_eval(gt, preds, sizes, names)
+    if isinstance(built, dict):  # nothing to evaluate: the figures are known
+        return built
+    evaluator, present, label, out = built
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints the summary table
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = evaluator.stats
+    # precision: [T iou thresholds, R recall thresholds, K categories, A areas, M maxDets]; -1 = no GT
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    per_class = {}
+    for k, c in enumerate(evaluator.params.catIds):
+        p = precision[:, :, k]
+        if c in present:
+            per_class[label(c)] = float(p[p > -1].mean())
+    return {"map50_95": float(stats[0]), "map50": float(stats[1]), "map75": float(stats[2]),
+            "per_class": per_class, **out}
+
+
+def _coco_eval(gt: Sequence[GroundTruth], preds: Sequence[Prediction], sizes: Sequence[Tuple[int, int]],
+               names: Optional[Mapping[int, str]]):
+    """A ``COCOeval`` of the images after ``evaluate()`` (per-image matching done), with the classes
+    that have ground truth, their label function and the count fields; or, when there is nothing to
+    match (no ground truth, no detections), :func:`coco_map`'s result directly."""
     if not len(gt) == len(preds) == len(sizes):
         raise ValueError(f"gt, preds and sizes must have one entry per image, "
                          f"got {len(gt)}, {len(preds)}, {len(sizes)}")
@@ -126,7 +150,7 @@ def coco_map(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress and the summary table
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco_gt = COCO()
         coco_gt.dataset = {"images": images, "annotations": annotations,
                            "categories": [{"id": c, "name": label(c)} for c in categories]}
@@ -134,18 +158,7 @@ def coco_map(
         coco_dt = coco_gt.loadRes(results)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
         evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    stats = evaluator.stats
-    # precision: [T iou thresholds, R recall thresholds, K categories, A areas, M maxDets]; -1 = no GT
-    precision = evaluator.eval["precision"][:, :, :, 0, -1]
-    per_class = {}
-    for k, c in enumerate(evaluator.params.catIds):
-        p = precision[:, :, k]
-        if c in present:
-            per_class[label(c)] = float(p[p > -1].mean())
-    return {"map50_95": float(stats[0]), "map50": float(stats[1]), "map75": float(stats[2]),
-            "per_class": per_class, **out}
+    return evaluator, present, label, out
 
 
 class DetectionEvaluator:
@@ -178,6 +191,7 @@ class DetectionEvaluator:
         self._gt: List[GroundTruth] = []
         self._preds: List[Prediction] = []
         self._sizes: List[Tuple[int, int]] = []
+        self._resampler: Any = None
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -220,6 +234,7 @@ class DetectionEvaluator:
         self._sizes.append(size)
         self.image_ids.append(image_id)
         self._seen.add(image_id)
+        self._resampler = None
 
     def add_sample(self, sample: Mapping[str, Any], detections: Union["Detections", Prediction]) -> None:
         """Add a detection-dataset sample (``cls``, ``bboxes`` normalised xywh, ``ori_shape``, ``id``).
@@ -240,6 +255,16 @@ class DetectionEvaluator:
             return coco_map(self._gt, self._preds, self._sizes, self.names)
         return coco_map([self._gt[i] for i in indices], [self._preds[i] for i in indices],
                         [self._sizes[i] for i in indices], self.names)
+
+    def resampled(self, indices: Sequence[int]) -> Dict[str, float]:
+        """``{"map50_95", "map50", "map75"}`` of a resample of the images added (repeats allowed), as
+        :meth:`compute` gives it, with COCOeval's matching done once for every resample
+        (:class:`~taskderain.metrics.coco_resample.CocoResampler`): the bootstrap's fast path."""
+        if self._resampler is None or self._resampler.count != len(self):
+            from .coco_resample import CocoResampler
+
+            self._resampler = CocoResampler(self._gt, self._preds, self._sizes, self.names)
+        return self._resampler.compute(indices)
 
     def __repr__(self) -> str:
         return f"DetectionEvaluator({len(self)} images, iou_type={self.iou_type!r})"

@@ -1,0 +1,54 @@
+"""benchmarks/taskdriven_experiment.py end to end on tiny settings (COCO128 and the COCO YOLOv8n)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _experiment():
+    spec = importlib.util.spec_from_file_location("taskdriven_experiment", REPO / "benchmarks" / "taskdriven_experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variant_spec_forms_and_errors():
+    exp = _experiment()
+    assert exp.variant_spec({"restoration": 1}) == {"mode": "cascade", "loss": {"restoration": 1}, "optim": {}}
+    joint = exp.variant_spec(exp.VARIANTS["joint"])
+    assert joint["mode"] == "joint" and joint["loss"]["detector_features"] > 0
+    with pytest.raises(SystemExit, match="variant mode 'restoration'"):
+        exp.variant_spec({"mode": "restoration", "loss": {}})
+    with pytest.raises(SystemExit, match=r"variant keys \['lr'\]"):
+        exp.variant_spec({"loss": {}, "lr": 1})
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_quick_run_scores_a_joint_variant_with_its_own_detector(shared, tmp_path):
+    exp = _experiment()
+    out = tmp_path / "exp"
+    assert exp.main(["--quick", "--variants", "restoration,joint", "--shared", str(shared), "--out", str(out),
+                     "--quiet"]) == 0
+    result = json.loads((out / "results.json").read_text())
+    rows = {(r["condition"], r["variant"]): r for r in result["rows"]}
+    held = [c for c in result["conditions"] if c.startswith("held out")][0]
+    joint = rows[(held, "joint")]
+    assert joint["seeds"] == 2 and "vs_restoration" in joint and "vs_restoration" not in rows[(held, "restoration")]
+    ci = joint["vs_restoration"]
+    assert ci["low"] <= ci["diff"] <= ci["high"] and ci["images"] == 4
+    assert result["costs"]["joint"]["cpu_h"] > 0
+    # the fine-tuned YOLO is exported beside the derainer and differs from the one it started from
+    tuned = torch.load(out / "models" / "joint-s0.detector.pt", map_location="cpu", weights_only=False)
+    start = torch.load(shared / "weights" / "yolov8n_coco.pt", map_location="cpu", weights_only=False)
+    a, b = tuned["model"].float().state_dict(), start["model"].float().state_dict()
+    assert any(not torch.allclose(a[k], b[k]) for k in a if k.endswith(".weight"))
+    assert all(torch.equal(a[k], b[k]) for k in a if k.endswith("running_mean"))  # freeze_bn
+    assert "| joint |" in (out / "results.md").read_text()
