@@ -90,7 +90,7 @@ def test_a_registered_family_is_listed_and_built():
         assert "_test_identity" in list_rains()
         assert isinstance(create_rain("_test_identity", intensity=0.2), RainModel)
     finally:
-        del zoo_registry._REGISTRY["_test_identity"]
+        zoo_registry._REGISTRY.remove("_test_identity")
     assert "_test_identity" not in list_rains()
 
 

@@ -40,7 +40,7 @@ def test_builtin_modes_are_registered_tasks():
 
     assert {"restoration", "cascade", "joint", "detector_on_rain", "segmenter"} <= set(list_training_tasks())
     assert all(training_task_class(m) is TaskDrivenTask for m in ("cascade", "joint", "detector_on_rain", "segmenter"))
-    with pytest.raises(KeyError, match="unknown training mode 'nope'; registered: .*restoration"):
+    with pytest.raises(KeyError, match="unknown training mode 'nope'; available: .*restoration"):
         training_task_class("nope")
 
 

@@ -40,10 +40,11 @@ from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional,
 
 import torch
 
+from ..registry import Registry
 from .restoration import mspfn_loss
 
 TermFn = Callable[..., Optional[torch.Tensor]]
-_REGISTRY: Dict[str, TermFn] = {}
+_REGISTRY: Registry[TermFn] = Registry("loss term")
 
 
 @dataclass
@@ -100,25 +101,19 @@ def register_loss_term(name: str) -> Callable[[TermFn], TermFn]:
     """Decorator registering a term function (or class) under ``name``."""
 
     def wrap(fn: TermFn) -> TermFn:
-        if _REGISTRY.get(name, fn) is not fn:
-            raise ValueError(f"loss term {name!r} is registered twice")
-        _REGISTRY[name] = fn
-        return fn
+        return _REGISTRY.add(name, fn)
 
     return wrap
 
 
 def get_loss_term(name: str) -> TermFn:
     """The registered term ``name``; a KeyError lists the names."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown loss term {name!r}; registered: {', '.join(list_loss_terms())}") from None
+    return _REGISTRY.get(name)
 
 
 def list_loss_terms() -> List[str]:
     """Names of the registered terms (head names are terms too, per pipeline)."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def import_object(path: str, what: str = "loss term") -> Any:
@@ -219,10 +214,10 @@ class LossTerms:
                 continue
             if fn_path is not None:
                 self.terms[name] = (weight, self._bind(name, import_object(fn_path), entry))
-            elif name in _REGISTRY and not getattr(_REGISTRY[name], "applies", lambda p: True)(pipeline):
+            elif name in _REGISTRY and not getattr(_REGISTRY.get(name), "applies", lambda p: True)(pipeline):
                 continue  # e.g. a segmentation term without a segmentation head
             elif name in _REGISTRY:
-                self.terms[name] = (weight, self._bind(name, _REGISTRY[name], entry))
+                self.terms[name] = (weight, self._bind(name, _REGISTRY.get(name), entry))
             elif name in heads:
                 self.terms[name] = (weight, _head_term(name))
             else:

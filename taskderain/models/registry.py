@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Type
 
+from ..registry import Registry
 from .base import Derainer
 
 
@@ -18,17 +19,20 @@ class DerainerEntry:
     description: str
 
 
-_REGISTRY: Dict[str, DerainerEntry] = {}
+def _builtins() -> None:
+    # Architecture modules register themselves on import.
+    from . import identity, mspfn, prenet  # noqa: F401
+
+
+_REGISTRY: Registry[DerainerEntry] = Registry("derainer", _builtins)
 
 
 def register_derainer(name: str, cls: Type[Derainer]) -> Callable:
     """Decorator for a function returning the preset's config dict (its docstring describes it)."""
 
     def wrap(fn: Callable[[], Dict[str, Any]]) -> Callable[[], Dict[str, Any]]:
-        if name in _REGISTRY:
-            raise ValueError(f"derainer preset {name!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = DerainerEntry(name, cls, fn, doc[0] if doc else "")
+        _REGISTRY.add(name, DerainerEntry(name, cls, fn, doc[0] if doc else ""))
         return fn
 
     return wrap
@@ -36,17 +40,12 @@ def register_derainer(name: str, cls: Type[Derainer]) -> Callable:
 
 def get_entry(name: str) -> DerainerEntry:
     """The registry entry for ``name``; a clear error lists the known names."""
-    _ensure_loaded()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown derainer {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return _REGISTRY.get(name)
 
 
 def list_derainers() -> List[str]:
     """Names of all registered derainer presets, sorted."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def build_derainer(name: str, **overrides: Any) -> Derainer:
@@ -61,7 +60,3 @@ def build_derainer(name: str, **overrides: Any) -> Derainer:
     model.preset = name
     return model
 
-
-def _ensure_loaded() -> None:
-    # Architecture modules register themselves on import.
-    from . import identity, mspfn, prenet  # noqa: F401

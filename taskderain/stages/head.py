@@ -28,11 +28,11 @@ and ``create_head("my_detector", **options)`` builds one; a pipeline spec names 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 import torch
 
+from ..registry import Registry
 from .freezing import FreezableStage
 
 #: the tasks a head can have: which evaluator, metrics and batch keys it stands for.
@@ -45,7 +45,7 @@ BUILTIN_HEADS = {
 }
 
 H = TypeVar("H", bound=Type["TaskHead"])
-_REGISTRY: Dict[str, Type["TaskHead"]] = {}
+_REGISTRY: Registry[Type["TaskHead"]] = Registry("head type", BUILTIN_HEADS)
 
 
 class TaskHead(FreezableStage):
@@ -123,10 +123,8 @@ def register_head(type_name: str) -> Callable[[H], H]:
             raise TypeError(f"register_head({type_name!r}) decorates TaskHead subclasses, got {cls!r}")
         if cls.task not in TASKS:
             raise ValueError(f"head {type_name!r}: task must be one of {', '.join(TASKS)}, got {cls.task!r}")
-        if _REGISTRY.get(type_name, cls) is not cls:
-            raise ValueError(f"head type {type_name!r} is registered twice")
+        _REGISTRY.add(type_name, cls)
         cls.type_name = type_name
-        _REGISTRY[type_name] = cls
         return cls
 
     return wrap
@@ -134,17 +132,12 @@ def register_head(type_name: str) -> Callable[[H], H]:
 
 def head_class(type_name: str) -> Type[TaskHead]:
     """The class registered as ``type_name`` (built-ins imported on first use); a KeyError lists the types."""
-    if type_name not in _REGISTRY and type_name in BUILTIN_HEADS:
-        importlib.import_module(BUILTIN_HEADS[type_name])
-    try:
-        return _REGISTRY[type_name]
-    except KeyError:
-        raise KeyError(f"unknown head type {type_name!r}; available: {', '.join(list_heads())}") from None
+    return _REGISTRY.get(type_name)
 
 
 def list_heads() -> List[str]:
     """Registered head types (the built-ins included), sorted."""
-    return sorted(set(_REGISTRY) | set(BUILTIN_HEADS))
+    return _REGISTRY.names()
 
 
 def head_spec(name: str, entry: Any, where: str = "config") -> Dict[str, Any]:

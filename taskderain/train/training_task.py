@@ -21,7 +21,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, T
 import torch
 from torch import nn
 
-_REGISTRY: Dict[str, Type["TrainingTask"]] = {}
+from ..registry import Registry
+
+
+def _builtins() -> None:
+    from . import restoration, tasks  # noqa: F401  (register restoration and the task-driven presets)
+
+
+_REGISTRY: Registry[Type["TrainingTask"]] = Registry("training mode", _builtins)
 T = TypeVar("T", bound=Type["TrainingTask"])
 
 
@@ -93,30 +100,18 @@ def register_training_task(mode: str) -> Callable[[T], T]:
     """Class decorator registering a :class:`TrainingTask` under a training ``mode``."""
 
     def wrap(cls: T) -> T:
-        if _REGISTRY.get(mode, cls) is not cls:
-            raise ValueError(f"training task {mode!r} is registered twice")
-        _REGISTRY[mode] = cls
-        return cls
+        return _REGISTRY.add(mode, cls)
 
     return wrap
 
 
-def _builtins() -> None:
-    from . import restoration, tasks  # noqa: F401  (register restoration and the task-driven presets)
-
-
 def training_task_class(mode: str) -> Type[TrainingTask]:
     """The class of ``mode``; a KeyError lists the modes."""
-    _builtins()
-    try:
-        return _REGISTRY[mode]
-    except KeyError:
-        raise KeyError(f"unknown training mode {mode!r}; registered: {', '.join(list_training_tasks())}") from None
+    return _REGISTRY.get(mode)
 
 
 def list_training_tasks() -> List[str]:
-    _builtins()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_training_task(config: Dict[str, Any], device: torch.device) -> TrainingTask:

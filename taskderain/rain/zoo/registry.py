@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Type, Union
+from typing import Any, Callable, List, Type, Union
 
+from ...registry import Registry
 from .base import RainModel
 
 Builder = Union[Type[RainModel], Callable[..., RainModel]]
@@ -19,7 +20,12 @@ class RainEntry:
     description: str
 
 
-_REGISTRY: Dict[str, RainEntry] = {}
+def _builtins() -> None:
+    # Family modules register themselves on import.
+    from . import accumulation, drizzle, garg_nayar, mix, raindrops, streaks  # noqa: F401
+
+
+_REGISTRY: Registry[RainEntry] = Registry("rain family", _builtins)
 
 
 def register_rain(name: str) -> Callable[[Builder], Builder]:
@@ -27,7 +33,7 @@ def register_rain(name: str) -> Callable[[Builder], Builder]:
     or a factory ``fn(**params) -> RainModel`` under ``name``."""
 
     def wrap(obj: Builder) -> Builder:
-        if name in _REGISTRY:
+        if name in _REGISTRY:  # before the class is renamed
             raise ValueError(f"rain family {name!r} is registered twice")
         if isinstance(obj, type) and issubclass(obj, RainModel):
             obj.name = name
@@ -37,7 +43,7 @@ def register_rain(name: str) -> Callable[[Builder], Builder]:
         else:
             raise TypeError(f"register_rain({name!r}) needs a RainModel subclass or a factory, got {obj!r}")
         doc = (obj.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = RainEntry(name, build, doc[0] if doc else "")
+        _REGISTRY.add(name, RainEntry(name, build, doc[0] if doc else ""))
         return obj
 
     return wrap
@@ -45,17 +51,12 @@ def register_rain(name: str) -> Callable[[Builder], Builder]:
 
 def get_rain_entry(name: str) -> RainEntry:
     """The entry of family ``name``; a KeyError lists the known ones."""
-    _ensure_loaded()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown rain family {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    return _REGISTRY.get(name)
 
 
 def list_rains() -> List[str]:
     """Names of all registered rain families (including ``mix``), sorted."""
-    _ensure_loaded()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_rain(name: str, **params: Any) -> RainModel:
@@ -71,7 +72,3 @@ def create_rain(name: str, **params: Any) -> RainModel:
         raise TypeError(f"the factory of rain family {name!r} returned {type(model).__name__}, not a RainModel")
     return model
 
-
-def _ensure_loaded() -> None:
-    # Family modules register themselves on import.
-    from . import accumulation, drizzle, garg_nayar, mix, raindrops, streaks  # noqa: F401
