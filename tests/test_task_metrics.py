@@ -378,3 +378,24 @@ def test_paired_bootstrap_resolves_a_real_difference_and_not_a_null_one():
     assert good.compute([0, 0, 1])["n_images"] == 3
     with pytest.raises(ValueError, match="different numbers of images"):
         paired_bootstrap([good], [_evaluator(1, images=5)], n=2)
+    with pytest.raises(ValueError, match="method must be 'BCa' or 'percentile'"):
+        paired_bootstrap([good], [poor], n=2, method="normal")
+
+
+def test_paired_bootstrap_of_a_mean_matches_the_normal_interval():
+    """For a per-image mean (a smooth statistic) BCa, percentile and the textbook normal interval
+    diff ± 1.96·sd/√n agree; seeds (arms) are averaged inside each resample."""
+    from taskderain.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.5, 0.2, 400)
+    variants = [base + 0.05 + rng.normal(0, 0.1, 400) for _ in range(2)]
+    mean = lambda arm, idx: float(np.mean(arm[idx]))  # noqa: E731
+    gaps = np.mean(variants, axis=0) - base
+    half = 1.96 * gaps.std(ddof=1) / np.sqrt(len(gaps))
+    for method in ("BCa", "percentile"):
+        ci = paired_bootstrap(variants, [base], metric=mean, n=2000, method=method)
+        assert ci["diff"] == pytest.approx(gaps.mean()) and ci["method"] == method
+        assert ci["low"] == pytest.approx(gaps.mean() - half, abs=0.15 * half)
+        assert ci["high"] == pytest.approx(gaps.mean() + half, abs=0.15 * half)
+        assert ci["mean"] == pytest.approx(gaps.mean(), abs=0.2 * half)
