@@ -55,9 +55,23 @@ def test_allweather_weights_ship_with_their_recipe_and_beat_the_default_on_zoo_r
         assert gain["allweather"] > gain["default"] + 2, (spec, gain)
 
 
+def test_taskdriven_weights_ship_with_their_card_and_are_the_experiment_winner():
+    """The task-driven tag: the all-weather weights fine-tuned with the frozen YOLO's loss and
+    features (benchmarks/taskdriven_experiment.py, variant 'task', seed 0), stored in fp16."""
+    path = pretrained_tags("mspfn_lite")["taskdriven"]
+    assert path.is_file() and path.stat().st_size <= 5 * 2 ** 20
+    meta = torch.load(path, weights_only=True)["metadata"]
+    assert meta["storage"] == "float16" and meta["start"] == "weights='allweather'" and meta["seed"] == 0
+    assert meta["loss"]["detection"] > 0 and meta["loss"]["detector_features"] > 0
+    assert "Rain100L" in meta["training_data"] and "48 held-out" in meta["training_data"]
+    start, tuned = (create_derainer("mspfn_lite", weights=t).state_dict() for t in ("allweather", "taskdriven"))
+    moved = [float((tuned[k] - start[k]).abs().max()) for k in start]
+    assert 0 < max(moved) < 0.05  # a short fine-tune of the all-weather weights, not another model
+
+
 def test_unknown_tags_name_what_ships(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"'best' is not a shipped tag of derainer 'mspfn_lite' "
-                                                r"\(shipped: mspfn_lite: default, allweather\)"):
+                                                r"\(shipped: mspfn_lite: default, allweather, taskdriven\)"):
         create_derainer("mspfn_lite", weights="best")
     with pytest.raises(FileNotFoundError, match="not a shipped tag of derainer 'prenet'"):
         create_derainer("prenet", weights="default")

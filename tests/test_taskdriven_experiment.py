@@ -42,8 +42,9 @@ def test_quick_run_scores_a_joint_variant_with_its_own_detector(shared, tmp_path
     held = [c for c in result["conditions"] if c.startswith("held out")][0]
     joint = rows[(held, "joint")]
     assert joint["seeds"] == 2 and "vs_restoration" in joint and "vs_restoration" not in rows[(held, "restoration")]
-    ci = joint["vs_restoration"]
-    assert ci["low"] <= ci["diff"] <= ci["high"] and ci["images"] == 4
+    ci, plain = joint["vs_restoration"], joint["vs_restoration_percentile"]
+    assert ci["method"] == "BCa" and plain["method"] == "percentile" and ci["diff"] == plain["diff"]
+    assert plain["low"] <= plain["high"] and ci["images"] == 4
     assert result["costs"]["joint"]["cpu_h"] > 0
     # the fine-tuned YOLO is exported beside the derainer and differs from the one it started from
     tuned = torch.load(out / "models" / "joint-s0.detector.pt", map_location="cpu", weights_only=False)
