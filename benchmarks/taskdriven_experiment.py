@@ -152,11 +152,14 @@ def score(args: argparse.Namespace, runs: Dict[str, List[Dict[str, Any]]]):
     conditions = [clean_condition(), seen, held]
     settings = EvalSettings(imgsz=args.imgsz, samples=0)
     spec = lambda model: build_derainer_spec(args.preset, model, label=Path(model).stem)  # noqa: E731
-    head = lambda weights: build_head({**args.head, "weights": str(weights), "conf": 0.001},  # noqa: E731
-                                      imgsz=args.imgsz).eval()
+
+    def head(weights: Optional[Path] = None):  # --head as given, or with a joint run's tuned weights
+        entry = {**args.head, "conf": 0.001, **({"weights": str(weights)} if weights is not None else {})}
+        return build_head(entry, imgsz=args.imgsz).eval()
+
     start = [build_derainer_spec(args.preset, args.weights, label="start")] if args.weights else []
     shared = [identity_spec(), *start] + [spec(r["model"]) for rs in runs.values() for r in rs if not r.get("detector")]
-    evaluations = [Evaluation(data, conditions, shared, {"detector": head(args.head["weights"])},
+    evaluations = [Evaluation(data, conditions, shared, {"detector": head()},
                               EvalCache(args.out / "cache"), settings)]
     evaluations += [Evaluation(data, conditions, [spec(r["model"])], {"detector": head(r["detector"])},
                                EvalCache(args.out / "cache"), settings)
