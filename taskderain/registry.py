@@ -61,7 +61,8 @@ class Registry(Generic[T]):
         return sorted(set(self._items) | set(self._lazy))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.names()
+        self._ensure(None)
+        return isinstance(name, str) and (name in self._items or name in self._lazy)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -40,8 +40,6 @@ class CocoResampler:
         self.count = len(gt)
         self._has_gt = np.array([len(np.asarray(g[1]).reshape(-1, 4)) > 0 for g in gt], bool)
         self._classes: List[List[Optional[_Matches]]] = []
-        self._iou_thresholds = np.linspace(0.5, 0.95, 10)
-        self._recall_points = np.linspace(0.0, 1.0, 101)
         if isinstance(built, dict):  # no ground truth or no detections: nothing to pool
             return
         evaluator, present, _, _ = built

@@ -260,7 +260,7 @@ class DetectionEvaluator:
         """``{"map50_95", "map50", "map75"}`` of a resample of the images added (repeats allowed), as
         :meth:`compute` gives it, with COCOeval's matching done once for every resample
         (:class:`~taskderain.metrics.coco_resample.CocoResampler`): the bootstrap's fast path."""
-        if self._resampler is None or self._resampler.count != len(self):
+        if self._resampler is None:  # add() and reset() drop it
             from .coco_resample import CocoResampler
 
             self._resampler = CocoResampler(self._gt, self._preds, self._sizes, self.names)

@@ -33,17 +33,13 @@ def register_rain(name: str) -> Callable[[Builder], Builder]:
     or a factory ``fn(**params) -> RainModel`` under ``name``."""
 
     def wrap(obj: Builder) -> Builder:
-        if name in _REGISTRY:  # before the class is renamed
-            raise ValueError(f"rain family {name!r} is registered twice")
-        if isinstance(obj, type) and issubclass(obj, RainModel):
-            obj.name = name
-            build = obj.create
-        elif callable(obj):
-            build = obj
-        else:
+        is_class = isinstance(obj, type) and issubclass(obj, RainModel)
+        if not (is_class or callable(obj)):
             raise TypeError(f"register_rain({name!r}) needs a RainModel subclass or a factory, got {obj!r}")
         doc = (obj.__doc__ or "").strip().splitlines()
-        _REGISTRY.add(name, RainEntry(name, build, doc[0] if doc else ""))
+        _REGISTRY.add(name, RainEntry(name, obj.create if is_class else obj, doc[0] if doc else ""))
+        if is_class:  # only once registered: a refused class keeps its name
+            obj.name = name
         return obj
 
     return wrap
