@@ -75,8 +75,13 @@ BASELINE = "restoration"
 def variant_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     """``{"mode", "loss", "optim"}`` of a variant given as a spec ``loss`` section (mode cascade) or
     as ``{mode: cascade | joint, loss: {...}, optim: {...}}``."""
+    if not isinstance(spec, dict):
+        raise SystemExit(f"a variant is a YAML mapping (a loss section or {{mode, loss, optim}}), got {spec!r}")
     if "loss" not in spec:
         spec = {"loss": spec}
+    for key in ("loss", "optim"):
+        if not isinstance(spec.get(key) or {}, dict):
+            raise SystemExit(f"variant '{key}' must be a mapping, got {spec[key]!r}")
     unknown = set(spec) - {"mode", "loss", "optim"}
     if unknown:
         raise SystemExit(f"variant keys {sorted(unknown)}: a variant is a loss section or {{mode, loss, optim}}")
@@ -233,6 +238,14 @@ def markdown(result: Dict[str, Any], costs: Dict[str, Dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _yaml_arg(flag: str, text: str) -> Any:
+    """The YAML value of a command-line argument; a SystemExit naming the flag when it does not parse."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"{flag}: not valid YAML ({exc.__class__.__name__}): {text!r}") from None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("TASKDERAIN_SHARED", REPO.parent / "shared")))
@@ -267,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         own = next((extra[i + 1] for i, e in enumerate(extra[:-1]) if e == f"--loss-{name}"), None)
         if own is None and name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}: known {', '.join(VARIANTS)}; or give --loss-{name} YAML")
-        variants[name] = variant_spec(yaml.safe_load(own) if own is not None else VARIANTS[name])
+        variants[name] = variant_spec(_yaml_arg(f"--loss-{name}", own) if own is not None else VARIANTS[name])
     if args.quick:
         args.preset, args.weights, args.steps, args.batch, args.limit = "mspfn_tiny", None, 2, 2, 4
         args.train_imgsz, args.imgsz, args.bootstrap, args.seeds = 64, 128, 20, "0,1"
@@ -278,7 +291,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not Path(args.head["weights"]).exists():
             raise SystemExit(f"missing {args.head['weights']}: pass --shared, or --head with your detector")
     else:
-        args.head = yaml.safe_load(args.head)
+        args.head = _yaml_arg("--head", args.head)
+        if not isinstance(args.head, dict) or "type" not in args.head:
+            raise SystemExit(f"--head must be a head mapping with a type, e.g. \"{{type: yolo, weights: best.pt}}\"; "
+                             f"got {args.head!r}")
     if args.data is None:
         if not (coco / "images" / "train2017").exists():
             raise SystemExit(f"missing {coco}: pass --shared (the folder with data/coco128), or --data YAML")

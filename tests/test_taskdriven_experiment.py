@@ -28,6 +28,10 @@ def test_variant_spec_forms_and_errors():
         exp.variant_spec({"mode": "restoration", "loss": {}})
     with pytest.raises(SystemExit, match=r"variant keys \['lr'\]"):
         exp.variant_spec({"loss": {}, "lr": 1})
+    with pytest.raises(SystemExit, match="a variant is a YAML mapping"):
+        exp.variant_spec([1, 2])
+    with pytest.raises(SystemExit, match="variant 'loss' must be a mapping, got 5"):
+        exp.variant_spec({"loss": 5})
 
 
 @pytest.mark.shared
