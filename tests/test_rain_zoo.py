@@ -17,6 +17,7 @@ import torch
 from taskderain.rain import add_rain, add_rain_torch, list_presets, rain_params
 from taskderain.rain.zoo import CameraEffects, RainModel, apply_camera, create_rain, list_rains, register_rain
 from taskderain.rain.zoo import registry as zoo_registry
+from taskderain.rain.spec import describe_rain
 from taskderain.rain.zoo.camera import jpeg_roundtrip
 from taskderain.rain.zoo.drizzle import DrizzleParams, splash_layer
 from taskderain.rain.zoo.garg_nayar import mp_slope, number_density, rain_rate, terminal_velocity
@@ -263,6 +264,26 @@ def test_mix_respects_families_exclude_and_ranges():
         create_rain("mix", intensity=(0.8, 0.2))
     with pytest.raises(TypeError, match="camera_prob"):
         create_rain("mix", camera=CameraEffects())
+
+
+def test_mix_weights_set_the_family_proportions():
+    plain = [create_rain("mix").draw(s) for s in range(300)]
+    assert [create_rain("mix", weights={"streaks": 1.0}).draw(s) for s in range(300)] == plain  # equal = none
+    mix = create_rain("mix", weights={"streaks": 3, "raindrops": 0})
+    families = [mix.draw(s).family for s in range(4000)]
+    assert "raindrops" not in families
+    share = families.count("streaks") / len(families)
+    assert abs(share - 3 / 6) < 0.03, share                       # 3 of 3+1+1+1 (binomial sd ~0.008)
+    assert abs(families.count("drizzle") / len(families) - 1 / 6) < 0.03
+    assert describe_rain(mix)["params"]["weights"] == {"streaks": 3.0, "raindrops": 0.0}
+    with pytest.raises(KeyError, match="hail"):
+        create_rain("mix", weights={"hail": 2})
+    with pytest.raises(ValueError, match=r"weights\['streaks'\]"):
+        create_rain("mix", weights={"streaks": -1})
+    with pytest.raises(ValueError, match="weight 0"):
+        create_rain("mix", families=["streaks"], weights={"streaks": 0})
+    with pytest.raises(ValueError, match="map family names"):
+        create_rain("mix", weights=[3, 1])
 
 
 def test_mix_draw_does_not_depend_on_the_batch():

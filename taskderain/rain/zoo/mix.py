@@ -2,7 +2,8 @@
 
 For training derainers that generalise across rain models, and for leave-one-family-out tests
 (``create_rain("mix", exclude=["raindrops"])``). Image seed ``s`` always gets the same draw, in
-any batch: ``g = as_generator(s)`` gives six uniforms, in order — family (uniform over the list),
+any batch: ``g = as_generator(s)`` gives six uniforms, in order — family (over the list, in
+proportion to ``weights``; uniform by default),
 intensity (uniform in ``intensity``), angle (uniform in ± ``angle_range`` degrees), scale
 (log-uniform in ``scale``), camera on (probability ``camera_prob``, and only if the drawn
 intensity is > 0, so "no rain" draws are clean images), camera strength (uniform in
@@ -38,6 +39,17 @@ def _names(value: Any, field: str) -> Tuple[str, ...]:
     return tuple(value)
 
 
+def _weights(value: Any) -> Dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"MixParams.weights must map family names to weights, got {value!r}")
+    for name, w in value.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not np.isfinite(w) or w < 0:
+            raise ValueError(f"MixParams.weights[{name!r}] must be a finite number >= 0, got {w!r}")
+    return {k: float(v) for k, v in value.items()}
+
+
 @dataclass(frozen=True)
 class MixParams:
     """Parameters of ``mix``.
@@ -45,6 +57,8 @@ class MixParams:
     Attributes:
         families: family names to draw from; empty = every registered family except ``mix``.
         exclude: family names to leave out.
+        weights: relative draw weights by family name, e.g. ``{"streaks": 3}``; a family not named
+            weighs 1 (equal weights draw exactly as no weights do).
         intensity: (low, high) in [0, 1], or one number for a fixed intensity.
         angle_range: wind angle drawn in ± this many degrees.
         scale: (low, high) range of the length / size scale (log-uniform).
@@ -56,6 +70,7 @@ class MixParams:
 
     families: Tuple[str, ...] = ()
     exclude: Tuple[str, ...] = ()
+    weights: Dict[str, float] = dataclasses.field(default_factory=dict)
     intensity: Tuple[float, float] = (0.0, 1.0)
     angle_range: float = 20.0
     scale: Tuple[float, float] = (0.75, 1.33)
@@ -67,6 +82,7 @@ class MixParams:
         owner = "MixParams"
         object.__setattr__(self, "families", _names(self.families, "families"))
         object.__setattr__(self, "exclude", _names(self.exclude, "exclude"))
+        object.__setattr__(self, "weights", _weights(self.weights))
         value = self.intensity
         if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             value = (value, value)
@@ -100,13 +116,17 @@ class RainMix(RainModel):
             raise TypeError("mix draws its camera effects per image: use camera_prob= and camera_strength=, not camera=")
         super().__init__(params)
         known = [n for n in list_rains() if n != "mix"]
-        for name in self.params.families + self.params.exclude:
+        for name in self.params.families + self.params.exclude + tuple(self.params.weights):
             if name not in known:
                 raise KeyError(f"unknown rain family {name!r} in mix; available: {', '.join(known)}")
         chosen = self.params.families or tuple(known)
         self.families: List[str] = [n for n in chosen if n not in self.params.exclude]
         if not self.families:
             raise ValueError(f"mix has no family left: families={list(chosen)}, exclude={list(self.params.exclude)}")
+        weights = np.array([self.params.weights.get(n, 1.0) for n in self.families])
+        if weights.sum() <= 0:
+            raise ValueError(f"mix: every family left ({', '.join(self.families)}) has weight 0")
+        self._cumulative = np.cumsum(weights) / weights.sum()
 
     @property
     def intensity(self) -> float:
@@ -122,7 +142,7 @@ class RainMix(RainModel):
         """The draw of the image with this seed (int, SeedSequence or Generator, which is advanced)."""
         p, rng = self.params, as_generator(seed)
         u = rng.random(6)
-        family = self.families[min(int(u[0] * len(self.families)), len(self.families) - 1)]
+        family = self.families[min(int(np.searchsorted(self._cumulative, u[0], side="right")), len(self.families) - 1)]
         intensity = p.intensity[0] + (p.intensity[1] - p.intensity[0]) * float(u[1])
         values = {"intensity": intensity, "angle": p.angle_range * (2 * float(u[2]) - 1),
                   "scale": p.scale[0] * (p.scale[1] / p.scale[0]) ** float(u[3])}
