@@ -161,7 +161,8 @@ def override_tree(overrides: Iterable[str]) -> Dict[str, Any]:
         if data:
             moved.setdefault("train", {})["data"] = data
     for key in list(tree):
-        if key in TRAIN_SHORTHAND or (key in TRAIN_TOP and key != "device") or (key in TRAIN_SCHEMA and key != "model"):
+        if key in TRAIN_SHORTHAND or key == "loss" or (key in TRAIN_TOP and key != "device") or \
+                (key in TRAIN_SCHEMA and key != "model"):
             moved.setdefault("train", {})[key] = tree.pop(key)
     return merge(tree, moved)
 
@@ -169,6 +170,14 @@ def override_tree(overrides: Iterable[str]) -> Dict[str, Any]:
 def training_raw(raw: Mapping[str, Any], where: str) -> Dict[str, Any]:
     """A spec mapping (with ``train``) → the raw training config: derainer → ``model``, rain →
     ``data.rain*``, the heads and ``device`` as they are, the ``train`` keys at the top."""
+    from .pipeline.config import SCHEMA as PIPELINE_SCHEMA, TOP_LEVEL as PIPELINE_TOP
+
+    known = {"train", "heads", "detector", "segmenter", *PIPELINE_SCHEMA, *PIPELINE_TOP}
+    for key in raw:
+        if key not in known:
+            hint = f" ('{key}' belongs in the 'train' section: train.{key})" if key in ("loss", "optim", "data") else ""
+            raise ConfigError(f"{where}: unknown top-level key '{key}'{hint}; a spec has "
+                              f"{', '.join(sorted(known))}")
     train = dict(raw["train"])
     data = dict(train.pop("data", None) or {})
     for key in RAIN_TO_DATA.values():

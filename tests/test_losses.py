@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from taskderain.losses import CharbonnierLoss, MSPFNLoss, charbonnier, laplacian, mspfn_loss
+from taskderain.losses import CharbonnierLoss, MSPFNLoss, PSNRLoss, charbonnier, laplacian, mspfn_loss, psnr_loss
+from taskderain.metrics import psnr
 
 
 def test_charbonnier_hand_values():
@@ -65,3 +66,38 @@ def test_mspfn_loss_gradient_points_to_target():
     mspfn_loss(derained, clean).backward()
     assert torch.isfinite(derained.grad).all()
     assert (derained.grad.sum() > 0).item()  # descending lowers the too-bright output
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(3, 3, 16, 16, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 3, 16, 16, generator=g, dtype=torch.float64) * torch.tensor([0.01, 0.05, 0.2]).view(3, 1, 1, 1)
+    derained = clean + noise
+    per_image = [10 * math.log10(1 / float((noise[i] ** 2).mean())) for i in range(3)]
+    assert psnr_loss(derained, clean, eps=0).item() == pytest.approx(-sum(per_image) / 3, rel=1e-9)
+    assert PSNRLoss(eps=0)(derained, clean).item() == pytest.approx(-sum(per_image) / 3, rel=1e-9)
+    # the protocol's PSNR (8-bit RGB) agrees on 8-bit images
+    a = (clean[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    b = ((clean[0] + noise[0]).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    as_tensor = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].double() / 255
+    assert -psnr_loss(as_tensor(b), as_tensor(a), eps=0).item() == pytest.approx(psnr(b, a, channel="rgb"), abs=1e-6)
+    assert psnr_loss(clean, clean).item() == pytest.approx(-80.0)  # eps: finite at zero error
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr_loss(clean, clean[:, :, :8])
+
+
+def test_psnr_loss_weighs_every_image_alike_unlike_the_pixel_loss():
+    """Halving the error of the nearly clean image lowers the PSNR loss as much as halving the
+    heavy one's; the pixel loss is moved ~10x more by the heavy image."""
+    clean = torch.full((2, 3, 8, 8), 0.5, dtype=torch.float64)
+    error = torch.tensor([0.01, 0.1], dtype=torch.float64).view(2, 1, 1, 1).expand(2, 3, 8, 8)
+
+    def drop(loss, i):
+        halved = error.clone()
+        halved[i] = halved[i] / 2
+        return (loss(clean + error, clean) - loss(clean + halved, clean)).item()
+
+    exact = lambda d, c: psnr_loss(d, c, eps=0)
+    assert drop(exact, 0) == pytest.approx(drop(exact, 1), rel=1e-9)
+    assert drop(exact, 0) == pytest.approx(10 * math.log10(4) / 2, rel=1e-6)
+    assert drop(charbonnier, 1) > 9 * drop(charbonnier, 0)

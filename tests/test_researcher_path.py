@@ -164,10 +164,35 @@ def test_callbacks_hooks_and_state_resume(tmp_path):
         train({**tiny_train_config(images, tmp_path / "other", steps=1), "callbacks": ["builtins:dict"]})
 
 
-def test_loss_terms_are_refused_in_restoration_mode_and_a_nan_term_is_named(user_code, yolo_data, tmp_path, monkeypatch):
+def test_restoration_mode_takes_pixel_terms_logs_and_resumes_them(tmp_path):
     images = write_clean_images(tmp_path / "clean", 4)
-    with pytest.raises(ConfigError, match=r"'loss' lists the terms of the task modes .* mode 'restoration' trains"):
-        train({**tiny_train_config(images, tmp_path / "r", steps=1), "loss": {"restoration": 1.0}})
+
+    def first_row(run: str) -> dict:
+        rows = (tmp_path / run / "log.csv").read_text().splitlines()
+        return dict(zip(rows[0].split(","), rows[1].split(",")))
+
+    train(tiny_train_config(images, tmp_path / "plain", steps=2))
+    train({**tiny_train_config(images, tmp_path / "same", steps=2), "loss": {"restoration": 1.0}})
+    assert first_row("same")["loss"] == first_row("plain")["loss"]  # the same maths through the terms
+    assert "loss_restoration" not in first_row("plain")  # no section: the log as it always was
+    config = {**tiny_train_config(images, tmp_path / "whole", steps=3), "loss": {"psnr": 0.003}}
+    train(config)
+    row = first_row("whole")
+    psnr_db = -float(row["loss_psnr"])
+    assert 5 < psnr_db < 60
+    assert float(row["loss"]) == pytest.approx(float(row["loss_restoration"]) - 0.003 * psnr_db, rel=1e-5)
+    train({**config, "out": str(tmp_path / "cut"), "steps": 2})
+    train({**config, "out": str(tmp_path / "cut"), "resume": True})
+    a = load_train_checkpoint(tmp_path / "whole" / "last.pt")["state_dict"]
+    c = load_train_checkpoint(tmp_path / "cut" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    assert (tmp_path / "cut" / "log.csv").read_text() == (tmp_path / "whole" / "log.csv").read_text()
+    for term in ("detection", "detector_features"):  # they need a head: an error, not a silent no-op
+        with pytest.raises(ConfigError, match=rf"'loss.{term}' needs a task head; mode 'restoration'"):
+            train({**tiny_train_config(images, tmp_path / term, steps=1), "loss": {term: 0.1}})
+
+
+def test_a_nan_term_is_named(user_code, yolo_data, tmp_path, monkeypatch):
     (user_code / "nan_term.py").write_text("import torch\n\ndef nan(step):\n    return step.derained.sum() * float('nan')\n")
     monkeypatch.syspath_prepend(str(user_code))
     config = feature_config(yolo_data, tmp_path / "nan", steps=1)

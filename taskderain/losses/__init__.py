@@ -1,5 +1,5 @@
 """Training losses: pure functions of tensors plus thin ``nn.Module`` wrappers."""
 
-from .restoration import CharbonnierLoss, MSPFNLoss, charbonnier, laplacian, mspfn_loss
+from .restoration import CharbonnierLoss, MSPFNLoss, PSNRLoss, charbonnier, laplacian, mspfn_loss, psnr_loss
 
-__all__ = ["CharbonnierLoss", "MSPFNLoss", "charbonnier", "laplacian", "mspfn_loss"]
+__all__ = ["CharbonnierLoss", "MSPFNLoss", "PSNRLoss", "charbonnier", "laplacian", "mspfn_loss", "psnr_loss"]

@@ -4,6 +4,10 @@ loss plus a Charbonnier loss on Laplacian edge maps, weighted 0.05).
 * ``charbonnier(a, b) = mean(sqrt((a - b)² + ε²))``.
 * ``laplacian(x)``: per-channel 3x3 kernel ``[[-1,-1,-1],[-1,8,-1],[-1,-1,-1]]``, zero padding.
 * ``mspfn_loss = charbonnier(d, c) + 0.05 · charbonnier(laplacian(d), laplacian(c))``.
+* ``psnr_loss = −mean_i PSNR_i = mean_i 10·log10(MSE_i + ε)``, per image (the PSNR loss of
+  HINet / NAFNet, Chen et al. 2021 / ECCV 2022). Its gradient on image i is ``∇MSE_i / MSE_i``:
+  halving any image's RMS error lowers it by the same 6.02/B dB, so a batch's nearly clean images
+  (light rain) count as much as its heavy-rain ones, which dominate a pixel loss.
 
 ε scaling: the released code works on [-1, 1] data with ε = 1e-3. Mapping x ↦ 2x - 1 doubles
 every difference, so ``sqrt((2Δ)² + (1e-3)²) = 2·sqrt(Δ² + (5e-4)²)``: on [0, 1] data ε = 5e-4
@@ -64,6 +68,22 @@ def mspfn_loss(derained: torch.Tensor, clean: torch.Tensor, eps: float = EPS,
     return charbonnier(derained, clean, eps) + edge_weight * charbonnier(laplacian(derained), laplacian(clean), eps)
 
 
+def psnr_loss(derained: torch.Tensor, clean: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Minus the mean per-image PSNR (RGB, peak 1) in dB: ``mean_i 10·log10(MSE_i + eps)``, a scalar.
+
+    Args:
+        derained: (B,C,H,W) network output, [0,1] scale (not clamped).
+        clean: (B,C,H,W) float in [0,1].
+        eps: keeps the log finite at zero error (1e-8: a ceiling of 80 dB).
+    """
+    if derained.shape != clean.shape:
+        raise ValueError(f"psnr_loss: shapes differ: {tuple(derained.shape)} vs {tuple(clean.shape)}")
+    if derained.ndim != 4:
+        raise ValueError(f"psnr_loss expects (B,C,H,W), got shape {tuple(derained.shape)}")
+    mse = (derained - clean).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(mse + eps).mean()
+
+
 class CharbonnierLoss(nn.Module):
     """Module form of :func:`charbonnier`; holds ``eps``."""
 
@@ -90,3 +110,17 @@ class MSPFNLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}, edge_weight={self.edge_weight}"
+
+
+class PSNRLoss(nn.Module):
+    """Module form of :func:`psnr_loss`; holds ``eps``."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, derained: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        return psnr_loss(derained, clean, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}"

@@ -23,6 +23,10 @@ Built-in terms:
 
 * ``restoration``: :func:`~taskderain.losses.mspfn_loss` of the derained vs the clean images
   (Charbonnier + 0.05 · Laplacian edge term, MSPFN's loss); only while the derainer trains.
+* ``psnr``: :func:`~taskderain.losses.psnr_loss`, minus the batch's mean per-image PSNR in dB
+  (logged as such: ``loss_psnr`` −31.2 is 31.2 dB); balances light- and heavy-rain images. Per
+  pixel its gradient is ``8.69 / RMSE`` times a Charbonnier loss's (~150–500x at 35–25 dB), so a
+  weight of about 0.003 puts it beside ``restoration: 1``; only while the derainer trains.
 * ``detection`` / ``segmentation``: the sum of the loss terms of every head of that task
   (:meth:`~taskderain.stages.TaskHead.loss`, per image): ultralytics' box + cls + dfl, smp's
   Dice + CE.
@@ -41,7 +45,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional,
 import torch
 
 from ..registry import Registry
-from .restoration import mspfn_loss
+from .restoration import mspfn_loss, psnr_loss
 
 TermFn = Callable[..., Optional[torch.Tensor]]
 _REGISTRY: Registry[TermFn] = Registry("loss term")
@@ -294,6 +298,17 @@ def restoration(step: Step) -> Optional[torch.Tensor]:
 
 
 restoration.applies = derainer_trains  # type: ignore[attr-defined]
+
+
+@register_loss_term("psnr")
+def psnr(step: Step) -> Optional[torch.Tensor]:
+    """Minus the mean per-image PSNR (dB) of the derained vs the clean images, while the derainer trains."""
+    if step.clean is None or not step.derainer_trains:
+        return None
+    return psnr_loss(step.derained.float(), step.clean)
+
+
+psnr.applies = derainer_trains  # type: ignore[attr-defined]
 register_loss_term("detection")(_task_term("detection"))
 register_loss_term("segmentation")(_task_term("segmentation"))
 

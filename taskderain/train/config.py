@@ -119,6 +119,9 @@ TOP_LEVEL: Dict[str, Tuple[tuple, Any]] = {
 #: task modes' loss terms unless the config sets them (total = Σ weight · term; see taskderain.losses.terms):
 #: mspfn_loss order 0.01-0.1; detection = ultralytics' loss per image, order 1-10; Dice + CE, order 1.
 DEFAULT_LOSS = {"restoration": 1.0, "detection": 0.01, "segmentation": 0.01}
+#: mode ``restoration`` with a ``loss`` section: MSPFN's loss plus the section's pixel terms (e.g.
+#: ``psnr``); without one it trains with MSPFN's loss alone (DEFAULT_LOSS recorded, as before).
+RESTORATION_LOSS = {"restoration": 1.0}
 
 #: keys that must match the checkpoint when resuming (the rest may change, e.g. steps).
 RESUME_KEYS = ("mode", "model", "data", "optim", "loss", "heads", "accumulate", "seed", "grad_clip", "amp",
@@ -136,7 +139,7 @@ def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]
     """Check ``raw`` against the schema, fill in defaults and check values; returns a new dict.
 
     ``loss`` is the open section of named terms (:func:`~taskderain.losses.terms.parse_loss_section`),
-    on top of :data:`DEFAULT_LOSS`."""
+    on top of :data:`DEFAULT_LOSS` (mode restoration: of :data:`RESTORATION_LOSS`, pixel terms only)."""
     from ..losses.terms import parse_loss_section
 
     from ..stages.head import read_heads
@@ -148,11 +151,14 @@ def validate(raw: Dict[str, Any], where: str = "train config") -> Dict[str, Any]
     heads = read_heads(raw, where, TRAIN_HEAD_DEFAULTS)
     config = validate_schema(raw, SCHEMA, TOP_LEVEL, where)
     config["heads"] = heads
-    config["loss"] = {**DEFAULT_LOSS, **parse_loss_section(loss, where)}
     _check_mode(config, where)
-    if loss and config["mode"] not in TASK_MODES:
-        raise ConfigError(f"{where}: 'loss' lists the terms of the task modes ({', '.join(TASK_MODES)}); mode "
-                          f"{config['mode']!r} trains with MSPFN's loss alone (use mode=cascade for added terms)")
+    if loss and config["mode"] == "restoration":  # pixel terms only: no heads to add
+        config["loss"] = {**RESTORATION_LOSS, **parse_loss_section(loss, where)}
+    elif loss and config["mode"] not in TASK_MODES:
+        raise ConfigError(f"{where}: 'loss' lists the terms of modes restoration, {', '.join(TASK_MODES)}; "
+                          f"mode {config['mode']!r} computes its own loss")
+    else:
+        config["loss"] = {**DEFAULT_LOSS, **parse_loss_section(loss, where)}
     check_ranges(config, RANGES, where)
     _check_values(config, where)
     return config

@@ -1,5 +1,10 @@
 """The ``restoration`` training task: a derainer on (rainy, clean) pairs with MSPFN's loss, validated by PSNR-Y.
 
+A ``loss`` section adds pixel terms to MSPFN's loss (``loss: {restoration: 1, psnr: 0.003}``: any
+term that needs only the derained and clean images, registered or your own ``fn``), each logged as
+``loss_<name>``; a term that needs a task head (``detection``, ``detector_features``...) is a
+config error here. Without the section the loss is MSPFN's alone, unlogged, as it always was.
+
 Pairs come from ``data.paired`` (a paired folder) or ``data.images`` (clean images rained online,
 :class:`~taskderain.rain.online_pairs.OnlineRainPairs`); see :func:`~taskderain.train.data.build_datasets`.
 Validation: mean PSNR-Y (dB, 8-bit quantised, :func:`~taskderain.metrics.psnr.psnr_torch`
@@ -14,10 +19,13 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from ..inference import autocast
 from ..losses import MSPFNLoss
+from ..losses.terms import LossTerms, Step
 from ..metrics.psnr import psnr_torch
 from ..models import create_derainer
+from .config import DEFAULT_LOSS
 from .data import _collate, build_datasets, make_loader
 from .training_task import TrainingTask, register_training_task
 
@@ -34,6 +42,8 @@ class RestorationTask(TrainingTask):
         self.derainer = self.trained = create_derainer(m["name"], weights=m["weights"], **m["options"]).to(device)
         self.train_set, self.indices, self.val_set = build_datasets(config["data"], config["seed"])
         self.loss_fn = MSPFNLoss()
+        if config["loss"] != DEFAULT_LOSS:  # a loss section was given
+            self.terms = _pixel_terms(config["loss"], self.derainer)
 
     def param_groups(self) -> Iterable[Any]:
         return self.derainer.parameters()
@@ -53,6 +63,8 @@ class RestorationTask(TrainingTask):
         rainy, clean = batch["rainy"].to(self.device), batch["clean"].to(self.device)
         with autocast(self.device, amp_dtype):
             derained = (ddp or self.derainer)(rainy)
+        if self.terms is not None:
+            return self.terms(Step(_HeadlessPipeline(self.derainer), batch, rainy, derained.float(), clean, step, amp_dtype))
         return self.loss_fn(derained.float(), clean), {}
 
     @torch.no_grad()
@@ -67,3 +79,26 @@ class RestorationTask(TrainingTask):
                 derained = self.derainer.derain(batch["rainy"].to(self.device))
             values.append(psnr_torch(derained.float(), batch["clean"].to(self.device), quantize=True).cpu())
         return {"psnr_y": float(torch.cat(values).mean())}
+
+
+class _HeadlessPipeline(nn.Module):
+    """What a loss term's ``step.pipeline`` is in mode restoration: the derainer and no heads."""
+
+    def __init__(self, derainer: nn.Module) -> None:
+        super().__init__()
+        self.derainer, self.heads = derainer, nn.ModuleDict()
+
+
+def _pixel_terms(section: Dict[str, Any], derainer: nn.Module) -> LossTerms:
+    """The section's terms bound to a head-less pipeline; a weighted term that needs a head is an error."""
+    pipeline = _HeadlessPipeline(derainer)
+    try:
+        terms = LossTerms(section, pipeline)
+    except KeyError as exc:
+        raise ConfigError(f"train config: {exc.args[0]}") from None
+    dropped = [n for n, v in section.items() if n not in terms.names
+               and (v.get("weight", 1.0) if isinstance(v, dict) else v) > 0]
+    if dropped:
+        raise ConfigError(f"train config: 'loss.{dropped[0]}' needs a task head; mode 'restoration' trains the "
+                          f"derainer alone (pixel terms only, e.g. restoration, psnr; use mode=cascade for task terms)")
+    return terms
