@@ -46,6 +46,17 @@ def test_overrides_in_the_spec_and_the_training_spelling_agree():
     assert spec_keys == legacy
     assert (legacy["steps"], legacy["model"]["name"], legacy["data"]["rain_seed"], legacy["save_every"]) == (
         7, "mspfn_tiny", 3, 2)
+    aw = REPO / "pipelines" / "train" / "mspfn_lite-allweather.yaml"  # a loss override reaches the trainer
+    assert load_train_config(aw, ["loss.psnr=0.005"])["loss"] == {"restoration": 1.0, "psnr": 0.005}
+    assert load_train_config(aw, ["loss.psnr=0.005"]) == load_spec(aw, ["train.loss.psnr=0.005"]).train_config()
+
+
+def test_a_top_level_training_key_in_a_spec_is_an_error_not_ignored():
+    raw = yaml.safe_load((REPO / "pipelines" / "train" / "mspfn_lite-allweather.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"unknown top-level key 'loss' \('loss' belongs in the 'train' section"):
+        load_train_config({**raw, "loss": {"psnr": 0.005}})
+    with pytest.raises(ConfigError, match=r"unknown top-level key 'optimizer'"):
+        load_train_config({**raw, "optimizer": {"lr": 1e-3}})
 
 
 @pytest.mark.parametrize("overrides,match", [
