@@ -289,26 +289,24 @@ def _task_term(task: str) -> Callable[[Step], Optional[torch.Tensor]]:
     return term
 
 
-@register_loss_term("restoration")
-def restoration(step: Step) -> Optional[torch.Tensor]:
-    """MSPFN's loss of the derained vs the clean images, while the derainer trains."""
-    if step.clean is None or not step.derainer_trains:
-        return None
-    return mspfn_loss(step.derained.float(), step.clean)
+def _pixel_term(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], doc: str) -> TermFn:
+    """A term of the derained vs the clean images (None without clean images or a trained derainer)."""
+
+    def term(step: Step) -> Optional[torch.Tensor]:
+        if step.clean is None or not step.derainer_trains:
+            return None
+        return loss(step.derained.float(), step.clean)
+
+    term.__doc__ = doc
+    term.applies = derainer_trains  # type: ignore[attr-defined]
+    return term
 
 
-restoration.applies = derainer_trains  # type: ignore[attr-defined]
-
-
-@register_loss_term("psnr")
-def psnr(step: Step) -> Optional[torch.Tensor]:
-    """Minus the mean per-image PSNR (dB) of the derained vs the clean images, while the derainer trains."""
-    if step.clean is None or not step.derainer_trains:
-        return None
-    return psnr_loss(step.derained.float(), step.clean)
-
-
-psnr.applies = derainer_trains  # type: ignore[attr-defined]
+restoration = register_loss_term("restoration")(
+    _pixel_term(mspfn_loss, "MSPFN's loss of the derained vs the clean images, while the derainer trains."))
+psnr = register_loss_term("psnr")(
+    _pixel_term(psnr_loss, "Minus the mean per-image PSNR (dB) of the derained vs the clean images, while the "
+                           "derainer trains."))
 register_loss_term("detection")(_task_term("detection"))
 register_loss_term("segmentation")(_task_term("segmentation"))
 
