@@ -43,7 +43,8 @@ class RestorationTask(TrainingTask):
         self.train_set, self.indices, self.val_set = build_datasets(config["data"], config["seed"])
         self.loss_fn = MSPFNLoss()
         if config["loss"] != DEFAULT_LOSS:  # a loss section was given
-            self.terms = _pixel_terms(config["loss"], self.derainer)
+            self.headless = _HeadlessPipeline(self.derainer)
+            self.terms = _pixel_terms(config["loss"], self.headless)
 
     def param_groups(self) -> Iterable[Any]:
         return self.derainer.parameters()
@@ -64,7 +65,7 @@ class RestorationTask(TrainingTask):
         with autocast(self.device, amp_dtype):
             derained = (ddp or self.derainer)(rainy)
         if self.terms is not None:
-            return self.terms(Step(_HeadlessPipeline(self.derainer), batch, rainy, derained.float(), clean, step, amp_dtype))
+            return self.terms(Step(self.headless, batch, rainy, derained.float(), clean, step, amp_dtype))
         return self.loss_fn(derained.float(), clean), {}
 
     @torch.no_grad()
@@ -89,9 +90,8 @@ class _HeadlessPipeline(nn.Module):
         self.derainer, self.heads = derainer, nn.ModuleDict()
 
 
-def _pixel_terms(section: Dict[str, Any], derainer: nn.Module) -> LossTerms:
+def _pixel_terms(section: Dict[str, Any], pipeline: nn.Module) -> LossTerms:
     """The section's terms bound to a head-less pipeline; a weighted term that needs a head is an error."""
-    pipeline = _HeadlessPipeline(derainer)
     try:
         terms = LossTerms(section, pipeline)
     except KeyError as exc:
