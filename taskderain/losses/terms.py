@@ -33,6 +33,8 @@ Built-in terms:
 * ``<head name>``: that head's loss alone (any head of the pipeline, e.g. ``detector``).
 * ``detector_features``, ``detection_consistency``, ``targeted_restoration``: the task-driven
   terms of :mod:`taskderain.losses.task_terms` (perceptual, consistency, targeted-adversarial).
+* ``anchor``: :class:`~taskderain.losses.anchor.StartAnchor`, the low frequencies of the derained
+  output held at those of the derainer's start (a frozen copy), against fine-tuning drift.
 """
 
 from __future__ import annotations
@@ -229,8 +231,12 @@ class LossTerms:
                                f"not a head of the pipeline ({', '.join(heads) or 'none'}), and no 'fn' given")
 
     def _bind(self, name: str, fn: Any, options: Dict[str, Any]) -> Callable[[Step], Optional[torch.Tensor]]:
+        _check_options(name, fn, options)
         if inspect.isclass(fn):
-            obj = fn(**options)
+            try:
+                obj = fn(**options)
+            except (TypeError, ValueError) as exc:
+                raise KeyError(f"loss.{name}: {exc}") from None
             self.objects[name] = obj
             return obj
         return (lambda step: fn(step, **options)) if options else fn
@@ -268,6 +274,23 @@ class LossTerms:
         for name, value in state.items():
             if name in self.objects and hasattr(self.objects[name], "load_state_dict"):
                 self.objects[name].load_state_dict(value)
+
+
+def _check_options(name: str, fn: Any, options: Mapping[str, Any]) -> None:
+    """KeyError naming ``loss.<name>`` and what it takes when ``options`` has a key ``fn`` does not take."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # no signature to check against
+        return
+    if not inspect.isclass(fn):
+        params = params[1:]  # the step
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    takes = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise KeyError(f"loss.{name}: unknown option(s) {', '.join(unknown)}; it takes "
+                       f"{', '.join(takes) or 'no options'} (and weight)")
 
 
 def _head_term(name: str) -> Callable[[Step], Optional[torch.Tensor]]:
@@ -310,4 +333,4 @@ psnr = register_loss_term("psnr")(
 register_loss_term("detection")(_task_term("detection"))
 register_loss_term("segmentation")(_task_term("segmentation"))
 
-from . import task_terms  # noqa: E402,F401  (registers detector_features, detection_consistency, targeted_restoration)
+from . import anchor, task_terms  # noqa: E402,F401  (registers anchor, detector_features, detection_consistency, ...)

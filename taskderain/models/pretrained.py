@@ -17,8 +17,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: preset → {tag: file name in WEIGHTS_DIR}
 PRETRAINED: Dict[str, Dict[str, str]] = {
     # default: light synthetic streaks (32.7 dB Rain100L); allweather: the rain-zoo mixture (31.1 dB Rain100L);
-    # taskdriven: allweather (its first two stages) fine-tuned with the frozen COCO YOLOv8n's loss and features
-    # (the task-driven experiment)
+    # taskdriven: allweather fine-tuned with the frozen COCO YOLOv8n's loss and features, tone anchored to
+    # its start (the task-driven experiment's winner, 30.9 dB Rain100L)
     "mspfn_lite": {"default": "mspfn_lite-synthrain-coco.pt", "allweather": "mspfn_lite-allweather.pt",
                    "taskdriven": "mspfn_lite-taskdriven.pt"},
 }
