@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from taskderain.cli import main
 from taskderain.models import create_derainer
@@ -65,6 +66,10 @@ def test_taskdriven_weights_ship_with_their_card_and_are_the_experiment_winner()
     assert meta["storage"] == "float16" and meta["start"].startswith("weights='allweather'") and meta["seed"] == 0
     assert meta["loss"]["detection"] > 0 and meta["loss"]["detector_features"] > 0 and meta["loss"]["anchor"] > 0
     assert meta["metrics"]["rain100l_psnr_y"] > 30.5  # the anchor keeps light-rain fidelity (the unanchored: 25.9)
+    recipe = yaml.safe_load((REPO / "pipelines" / "train" / "mspfn_lite-taskdriven.yaml").read_text())["train"]
+    assert {k: v for k, v in recipe["loss"].items() if v} == meta["loss"]  # the card's loss is the recipe's
+    assert (recipe["steps"], recipe["data"]["batch"], recipe["data"]["imgsz"], recipe["optim"]["lr"]) == \
+        (meta["steps"], meta["batch"], meta["imgsz"], meta["lr"])
     assert "Rain100L" in meta["training_data"] and "48 held-out" in meta["training_data"]
     tuned, allweather, default = (create_derainer("mspfn_lite", weights=t).state_dict()
                                   for t in ("taskdriven", "allweather", "default"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,8 @@ def _experiment():
 def test_variant_spec_forms_and_errors():
     exp = _experiment()
     assert exp.variant_spec({"restoration": 1}) == {"mode": "cascade", "loss": {"restoration": 1}, "optim": {}}
+    recipe = yaml.safe_load((REPO / "pipelines" / "train" / "mspfn_lite-taskdriven.yaml").read_text())["train"]
+    assert recipe["loss"] == exp.VARIANTS["task_anchored"]  # the shipped recipe is the experiment's variant
     joint = exp.variant_spec(exp.VARIANTS["joint"])
     assert joint["mode"] == "joint" and joint["loss"]["detector_features"] > 0
     with pytest.raises(SystemExit, match="variant mode 'restoration'"):
