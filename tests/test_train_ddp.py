@@ -71,6 +71,20 @@ def test_two_processes_match_one_process(images, tmp_path):
         assert (tmp_path / run / "best.pt").exists()
 
 
+def test_a_stateful_term_trains_the_same_under_torchrun(images, tmp_path):
+    """The anchor's frozen start copy is taken on every rank from the same broadcast weights."""
+    top = {"loss": {"restoration": 1.0, "anchor": 1.0}, "optim": {"lr": 1e-2}, "steps": 3}
+    ddp = torchrun(tiny(images, tmp_path / "ddp", **top), tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    train(tiny(images, tmp_path / "single", **top))
+    a, b = weights(tmp_path / "ddp" / "last.pt"), weights(tmp_path / "single" / "last.pt")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    rows = lambda run: [r for r in (tmp_path / run / "log.csv").read_text().splitlines()[1:] if r.split(",")[3]]  # noqa: E731
+    anchor = [[float(r.split(",")[5]) for r in rows(run)] for run in ("ddp", "single")]
+    np.testing.assert_allclose(anchor[0], anchor[1], rtol=1e-4)
+    assert anchor[0][-1] > 2 * anchor[0][0]  # it measured the drift from the start, on both
+
+
 def test_ddp_resume_continues(images, tmp_path):
     """Rank 0 writes last.pt at step 2 (epoch end), all ranks load it and finish like an uninterrupted run."""
     first = torchrun(tiny(images, tmp_path / "run", steps=2), tmp_path)
