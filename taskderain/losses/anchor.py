@@ -66,7 +66,7 @@ class StartAnchor:
             self.start = self._freeze(step.pipeline.derainer)
         with torch.no_grad(), step.autocast():
             target = self.start(step.rainy).float()
-        return anchor_loss(step.derained.float(), target, self.scale)
+        return anchor_loss(step.derained, target, self.scale)
 
     def _freeze(self, derainer: nn.Module) -> nn.Module:
         start = copy.deepcopy(derainer).eval().requires_grad_(False)
@@ -88,6 +88,7 @@ class StartAnchor:
         start = state.get("start")
         if start is None:
             return
-        self._loaded = dict(start)
         if self.start is not None:
-            self.start = None  # rebuilt from the loaded weights at the next step
+            self.start.load_state_dict(start)
+        else:  # the copy is made at the first step, then given these weights
+            self._loaded = dict(start)
