@@ -247,6 +247,14 @@ def markdown(result: Dict[str, Any], costs: Dict[str, Dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def results_stem(variants: Sequence[str], baseline: str) -> str:
+    """``results`` for the default comparison, ``results-<variants>-vs-<baseline>`` for any other, so
+    re-scoring the same runs another way never overwrites a finished table."""
+    if ",".join(variants) == DEFAULT_VARIANTS and baseline == BASELINE:
+        return "results"
+    return f"results-{'-'.join(variants)}-vs-{baseline}"
+
+
 def _yaml_arg(flag: str, text: str) -> Any:
     """The YAML value of a command-line argument; a SystemExit naming the flag when it does not parse."""
     try:
@@ -332,8 +340,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             "held_out": args.held_out, "variants": variants,
             "scored_images": len(accs[("clean", "identity")].psnr) or None, "bootstrap": args.bootstrap,
             "train_images": "80 COCO128 images outside the 48 held-out ones (2 of them validate, unused)"}
-    (args.out / "results.json").write_text(json.dumps({"meta": meta, "costs": costs, **result}, indent=2, default=str))
-    (args.out / "results.md").write_text(text + "\n")
+    stem = results_stem(list(variants), args.baseline)
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "costs": costs, **result}, indent=2, default=str))
+    (args.out / f"{stem}.md").write_text(text + "\n")
     print(text)
     return 0
 

@@ -48,7 +48,7 @@ def test_quick_run_scores_a_joint_variant_with_its_own_detector(shared, tmp_path
     start_pt = save_derainer(create_derainer("mspfn_tiny"), tmp_path / "start.pt")
     assert exp.main(["--quick", "--variants", "restoration,joint", "--shared", str(shared), "--out", str(out),
                      "--weights", str(start_pt), "--quiet"]) == 0
-    result = json.loads((out / "results.json").read_text())
+    result = json.loads((out / "results-restoration-joint-vs-restoration.json").read_text())
     rows = {(r["condition"], r["variant"]): r for r in result["rows"]}
     held = [c for c in result["conditions"] if c.startswith("held out")][0]
     joint = rows[(held, "joint")]
@@ -68,12 +68,16 @@ def test_quick_run_scores_a_joint_variant_with_its_own_detector(shared, tmp_path
     a, b = tuned["model"].float().state_dict(), start["model"].float().state_dict()
     assert any(not torch.allclose(a[k], b[k]) for k in a if k.endswith(".weight"))
     assert all(torch.equal(a[k], b[k]) for k in a if k.endswith("running_mean"))  # freeze_bn
-    assert "| joint |" in (out / "results.md").read_text()
+    assert "| joint |" in (out / "results-restoration-joint-vs-restoration.md").read_text()
     # the same runs against another baseline: nothing retrained (the runs are done), only re-scored
     assert exp.main(["--quick", "--variants", "restoration,joint", "--baseline", "joint", "--shared", str(shared),
                      "--out", str(out), "--weights", str(start_pt), "--quiet"]) == 0
-    again = {(r["condition"], r["variant"]): r for r in json.loads((out / "results.json").read_text())["rows"]}
+    again = {(r["condition"], r["variant"]): r
+             for r in json.loads((out / "results-restoration-joint-vs-joint.json").read_text())["rows"]}
     assert again[(held, "restoration")]["vs_baseline"]["diff"] == pytest.approx(-ci["diff"])
-    assert "vs_baseline" not in again[(held, "joint")] and "Δ vs joint" in (out / "results.md").read_text()
+    assert "vs_baseline" not in again[(held, "joint")]
+    assert "Δ vs joint" in (out / "results-restoration-joint-vs-joint.md").read_text()
+    assert result == json.loads((out / "results-restoration-joint-vs-restoration.json").read_text())  # kept
+    assert exp.results_stem(exp.DEFAULT_VARIANTS.split(","), exp.BASELINE) == "results"
     with pytest.raises(SystemExit, match=r"--baseline 'task' is not one of --variants \(restoration, joint\)"):
         exp.main(["--quick", "--variants", "restoration,joint", "--baseline", "task", "--out", str(out)])
